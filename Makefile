@@ -1,0 +1,67 @@
+# kpod: one-command set-up and checks on a Debian machine (run as root).
+#   make run    install everything, then run a real container
+#   make test   install everything, then run the whole test suite
+#   make bench  install everything (and podman), then measure kpod against podman
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KPOD := $(VENV)/bin/kpod
+PLUGINS := runtime_runc runtime_crun storage_overlay storage_vfs net_cni
+PLUGIN_DIRS := $(addprefix plugins/,$(PLUGINS))
+PIP_STAMP := $(VENV)/.installed
+APT_STAMP := .apt-installed
+
+# Debian packages the engine and its tests use for real.
+APT_PACKAGES := runc crun conmon containernetworking-plugins busybox-static catatonit \
+	skopeo docker-registry gnupg openssl iptables iproute2 tmux python3-venv ca-certificates
+BENCH_PACKAGES := podman hyperfine
+
+.PHONY: all deps venv run test unit install bench clean distclean check-docs
+
+all: venv
+
+# Installs only what is missing, so a second run costs one dpkg-query.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(PIP_STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) | deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check $(addprefix -e ,$(PLUGIN_DIRS))
+	@touch $@
+
+venv: deps $(PIP_STAMP)
+
+install: venv
+	ln -sf $(abspath $(KPOD)) /usr/local/bin/kpod
+
+# The main job: a real container from a locally built busybox image.
+run: venv
+	@$(PY) -m libpod_core.demo
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests $(addsuffix /tests,$(PLUGIN_DIRS))
+
+unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+bench: venv
+	@missing=$$(for p in $(BENCH_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build *.egg-info plugins/*/*.egg-info plugins/*/build .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

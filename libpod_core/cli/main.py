@@ -1,0 +1,213 @@
+"""The ``kpod`` command: a thin click layer over :class:`libpod_core.Runtime`.
+
+Commands are registered by name in :data:`COMMANDS` and imported only when invoked, so
+``kpod --help`` and ``kpod version`` import no plugin, no stevedore and no yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..errors import EXIT_ENGINE, KpodError
+
+# name -> (module under libpod_core.cli, attribute, one-line help shown by `kpod --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "info": ("cmd_system", "info", "Display kpod system information"),
+    "plugins": ("cmd_system", "plugins", "List installed plugins and drivers"),
+    "version": ("cmd_system", "version", "Display the kpod version information"),
+}
+
+# Global flags -> configuration keys (for source tracking: "flag --root").
+FLAG_KEYS = {
+    "root": ("graphroot", "--root"),
+    "runroot": ("runroot", "--runroot"),
+    "runtime": ("runtime", "--runtime"),
+    "storage_driver": ("storage_driver", "--storage-driver"),
+    "storage_opt": ("storage_opts", "--storage-opt"),
+    "conmon": ("conmon_path", "--conmon"),
+    "cni_config_dir": ("cni_config_dir", "--cni-config-dir"),
+    "hooks_dir": ("hooks_dirs", "--hooks-dir"),
+    "log_level": ("log_level", "--log-level"),
+    "network_backend": ("network_backend", "--network-backend"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on demand."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str, str]] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in self.lazy:
+            return cmd
+        module, attr, _ = self.lazy[name]
+        import importlib
+
+        mod = importlib.import_module(f"libpod_core.cli.{module}")
+        cmd = getattr(mod, attr)
+        self.add_command(cmd, name)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, self.lazy[name][2]))
+            else:
+                cmd = self.commands.get(name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=80)))
+        if rows:
+            with formatter.section("Available Commands"):
+                formatter.write_dl(rows)
+
+
+class CliState:
+    """Global flags, and the Runtime built from them on first use."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self._runtime = None
+        self.debug = params.get("log_level") == "debug"
+
+    def overrides(self) -> tuple[dict[str, Any], dict[str, str]]:
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for param, (key, flag) in FLAG_KEYS.items():
+            v = self.params.get(param)
+            if v is None or v == ():
+                continue
+            if key == "conmon_path":
+                v = [v]
+            elif isinstance(v, tuple):
+                v = list(v)
+            values[key] = v
+            sources[key] = f"flag {flag}"
+        return values, sources
+
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            from ..runtime import Runtime
+
+            values, sources = self.overrides()
+            self._runtime = Runtime(config_file=self.params.get("config"), override_source=sources, **values)
+            level = self._runtime.config.log_level
+            _setup_logging(level)
+            self.debug = self.debug or level == "debug"
+        return self._runtime
+
+
+def _setup_logging(level: str) -> None:
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+    logging.basicConfig(
+        level=levels.get(level, logging.CRITICAL), format="time=%(asctime)s level=%(levelname)s msg=%(message)s"
+    )
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
+@click.option("-c", "--config", metavar="FILE", help="Configuration file (also $KPOD_CONFIG)")
+@click.option("--root", metavar="DIR", help="Path to the persistent storage root (graphroot)")
+@click.option("--runroot", metavar="DIR", help="Path to the per-boot state root (runroot)")
+@click.option("--runtime", metavar="NAME|PATH", help="OCI runtime driver name (runc, crun) or runtime path")
+@click.option("-s", "--storage-driver", metavar="NAME", help="Storage driver (overlay, vfs)")
+@click.option("--storage-opt", multiple=True, metavar="KEY=VALUE", help="Storage driver option (repeatable)")
+@click.option("--conmon", metavar="PATH", help="Path of the conmon binary")
+@click.option("--cni-config-dir", metavar="DIR", help="Directory of CNI network configurations")
+@click.option("--network-backend", metavar="NAME", help="Network backend driver (cni)")
+@click.option("--hooks-dir", multiple=True, metavar="DIR", help="OCI hooks.d directory (repeatable)")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warn", "error", "fatal", "panic"]),
+    help="Log messages at and above this level (default warn)",
+)
+@click.option("-v", "--version", "show_version", is_flag=True, help="Print the kpod version and exit")
+@click.pass_context
+def cli(ctx: click.Context, show_version: bool, **params: Any) -> None:
+    """kpod: manage pods, containers and images without a daemon."""
+    ctx.obj = CliState(params)
+    if params.get("log_level"):
+        _setup_logging(params["log_level"])
+    if show_version:
+        from .. import __version__
+
+        click.echo(f"kpod version {__version__}")
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+
+
+def one_line(msg: str) -> str:
+    """Errors are one line: fold a multi-line message (pluggy's, a runtime's) with '; '."""
+    return "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+
+
+def _wants_debug(argv: list[str]) -> bool:
+    for i, a in enumerate(argv):
+        if a == "--log-level=debug" or (a == "--log-level" and i + 1 < len(argv) and argv[i + 1] == "debug"):
+            return True
+    return os.environ.get("KPOD_LOG_LEVEL") == "debug"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the CLI and turns errors into ``Error: ...``."""
+    args = sys.argv[1:] if argv is None else argv
+    code = run(args)
+    sys.exit(code)
+
+
+def run(args: list[str]) -> int:
+    debug = _wants_debug(args)
+    try:
+        cli.main(args=args, prog_name="kpod", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("Error: aborted", err=True)
+        return EXIT_ENGINE
+    except click.ClickException as e:
+        msg = one_line(e.format_message())
+        click.echo(f"Error: {msg}", err=True)
+        return EXIT_ENGINE
+    except KpodError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {one_line(e.message)}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except Exception as e:  # an engine bug or an unexpected system error
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        detail = str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            detail = f"{e.strerror or detail}: {e.filename}"
+        click.echo(f"Error: {one_line(detail)}", err=True)
+        return EXIT_ENGINE

@@ -1,0 +1,54 @@
+"""Shared fixtures: an isolated kpod CLI per test, and clean-up checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.dirname(sys.executable)
+KPOD = os.path.join(VENV_BIN, "kpod")
+
+
+class Kpod:
+    """Runs the real ``kpod`` console script with its own roots and no config files."""
+
+    def __init__(self, tmp_path, env=None):
+        self.graphroot = str(tmp_path / "graph")
+        self.runroot = str(tmp_path / "run")
+        self.cni_dir = str(tmp_path / "cni")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KPOD_")}
+        self.env["HOME"] = str(tmp_path / "home")  # no user config file
+        self.env.update(env or {})
+        self.global_args = ["--root", self.graphroot, "--runroot", self.runroot, "--cni-config-dir", self.cni_dir]
+
+    def __call__(self, *args, check=True, input=None, timeout=120, env=None, global_args=True):
+        cmd = [KPOD, *(self.global_args if global_args else []), *args]
+        proc = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=not isinstance(input, bytes),
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def kpod(tmp_path):
+    return Kpod(tmp_path)
+
+
+def assert_one_error_line(proc, code=125, contains=None):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    if contains:
+        assert contains in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
