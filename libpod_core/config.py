@@ -25,8 +25,8 @@ from .errors import ConfigError
 
 SYSTEM_CONFIG = "/etc/kpod/kpod.yaml"
 ENV_PREFIX = "KPOD_"
-# KPOD_* variables that are not settings.
-ENV_RESERVED = frozenset({"KPOD_CONFIG"})
+# KPOD_* variables that are not settings: the config file, and the crun wrapper's own.
+ENV_RESERVED = frozenset({"KPOD_CONFIG", "KPOD_CRUN", "KPOD_CRUN_HYBRID"})
 
 
 def _is_root() -> bool:

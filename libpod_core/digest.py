@@ -215,7 +215,21 @@ class _GzipStream(_StreamBase):
             if not data:
                 data = self._src.read(CHUNK_SIZE)
                 if not data:
-                    raise InvalidLayer("truncated gzip stream: unexpected end of compressed data")
+                    # zlib may still hold output for input it already consumed
+                    try:
+                        out = d.decompress(b"", n)
+                    except zlib.error as e:
+                        raise InvalidLayer(f"corrupt gzip stream: {e}") from None
+                    if d.eof:
+                        self._pending = d.unused_data
+                        self._in_member = False
+                    if out:
+                        return out
+                    if not d.eof:
+                        raise InvalidLayer(
+                            "truncated gzip stream: unexpected end of compressed data"
+                        )
+                    continue
             try:
                 out = d.decompress(data, n)
             except zlib.error as e:
@@ -335,17 +349,24 @@ class _ZstdStream(_StreamBase):
     def _read(self, n: int) -> bytes:
         if self._done:
             return b""
-        try:
-            out = self._r.read(n)
-            if not out and not self._src.eof:
-                # The reader may stop at a frame boundary; make sure the input is exhausted.
+        stalls = 0
+        while True:
+            before = self._src.consumed
+            try:
                 out = self._r.read(n)
-        except self._zerr as e:
-            raise InvalidLayer(f"corrupt zstd stream: {e}") from None
-        if out:
-            return out
-        if not self._src.eof:
-            raise InvalidLayer("corrupt zstd stream: decoder stopped before the end of the input")
+            except self._zerr as e:
+                raise InvalidLayer(f"corrupt zstd stream: {e}") from None
+            if out:
+                return out
+            if self._src.eof:
+                break
+            # An empty result before the end of the input (e.g. at a frame boundary):
+            # go on while the decoder makes progress.
+            stalls = stalls + 1 if self._src.consumed == before else 0
+            if stalls >= 2:
+                raise InvalidLayer(
+                    "corrupt zstd stream: decoder stopped before the end of the input"
+                )
         if not self._tracker.complete():
             raise InvalidLayer("truncated zstd stream: unexpected end of compressed data")
         self._done = True

@@ -89,6 +89,13 @@ def runtime_command():
 
 
 @hookspec(firstresult=True)
+def runtime_env():
+    """Return extra environment variables (a dict) for every runtime invocation, by the
+    core or by conmon (crun's wrapper learns the real crun path this way). Optional.
+    """
+
+
+@hookspec(firstresult=True)
 def runtime_version():
     """Return the runtime's version as one string (``"runc 1.1.5 (spec 1.0.2-dev)"``).
 

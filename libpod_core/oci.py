@@ -71,11 +71,19 @@ class OCIRuntimeDriver:
     def global_args(self) -> list[str]:
         return ["--root", self.root]
 
+    def extra_env(self) -> dict[str, str]:
+        """Environment the runtime binary (or its wrapper) needs; see runtime_env."""
+        return {}
+
+    def _env(self) -> dict[str, str] | None:
+        extra = self.extra_env()
+        return {**os.environ, **extra} if extra else None
+
     def run(self, *args: str, check: bool = True, timeout: float | None = 120, **kw: Any) -> subprocess.CompletedProcess:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         cmd = [self.executable(), *self.global_args(), *args]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self._env(), **kw)
         except subprocess.TimeoutExpired:
             raise RuntimeFailure(f"{self.name} {args[0]}: timed out after {timeout}s") from None
         except OSError as exc:
@@ -107,6 +115,10 @@ class OCIRuntimeDriver:
     def runtime_command(self):
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         return self.executable(), self.global_args()
+
+    @hookimpl
+    def runtime_env(self):
+        return self.extra_env()
 
     @hookimpl
     def runtime_version(self):
@@ -152,7 +164,8 @@ class OCIRuntimeDriver:
         cmd = [self.executable(), *self.global_args(), *args, container_id]
         with tempfile.TemporaryFile(mode="w+") as err:
             try:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout)
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                      timeout=timeout, env=self._env())
             except subprocess.TimeoutExpired:
                 raise RuntimeFailure(f"{self.name} {verb}: timed out after {timeout}s") from None
             if proc.returncode != 0:
@@ -227,7 +240,8 @@ class OCIRuntimeDriver:
             return self._run_detached("exec", args + ["--detach"], container_id)
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         cmd = [self.executable(), *self.global_args(), *args, container_id]
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=self._env()).returncode
 
 
 def require_state(state: dict | None, container_id: str) -> dict:

@@ -46,13 +46,19 @@ __all__ = [
     "SpecOptions",
     "build_env",
     "caps_mask",
+    "find_init",
     "generate_spec",
     "host_bounding_caps",
+    "host_devices",
     "host_hard_limit",
     "load_seccomp_profile",
     "normalize_capability",
+    "parse_device",
+    "parse_mount",
     "parse_size",
+    "parse_tmpfs",
     "parse_ulimit",
+    "parse_volume",
     "resolve_capabilities",
     "resolve_command",
     "resolve_user",
@@ -1037,7 +1043,7 @@ def seccomp_to_oci(profile: Mapping[str, Any], caps: Iterable[str], machine: str
                 break
 
     unconditional: dict[tuple[str, int | None], list[str]] = {}
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # name -> action of its first unconditional rule
     conditional: list[dict[str, Any]] = []
     for entry in profile.get("syscalls") or []:
         if not _seccomp_rule_applies(entry, capset, arches):
@@ -1066,8 +1072,8 @@ def seccomp_to_oci(profile: Mapping[str, Any], caps: Iterable[str], machine: str
             continue
         bucket = unconditional.setdefault((action, errno_ret), [])
         for name in names:
-            if name not in seen:
-                seen.add(name)
+            if name not in seen:  # a later unconditional rule for the same name cannot apply
+                seen[name] = action
                 bucket.append(name)
 
     syscalls: list[dict[str, Any]] = []
@@ -1079,7 +1085,8 @@ def seccomp_to_oci(profile: Mapping[str, Any], caps: Iterable[str], machine: str
             rule["errnoRet"] = int(errno_ret)
         syscalls.append(rule)
     for rule in conditional:
-        rule["names"] = [n for n in rule["names"] if n not in seen]
+        # redundant when the same action already applies to the name unconditionally
+        rule["names"] = [n for n in rule["names"] if seen.get(n) != rule["action"]]
         if rule["names"]:
             syscalls.append(rule)
 
@@ -1129,7 +1136,7 @@ def _namespace(kind: str, mode: str | None, flag: str) -> dict[str, Any] | None:
     if path is None:
         raise InvalidArgument(f"invalid --{flag} mode {mode!r}: expected private, host, ns:PATH"
                               + (" or none" if kind == "network" else ""))
-    if not path.startswith("/") or not os.path.exists(path):
+    if not path.startswith("/") or not os.path.lexists(path):
         raise InvalidArgument(f"invalid --{flag} {mode!r}: namespace path {path!r} does not exist")
     return {"type": kind, "path": path}
 
@@ -1192,9 +1199,12 @@ def _cpu_resources(opts: SpecOptions) -> dict[str, Any]:
     return cpu
 
 
-def _sysctls(opts: SpecOptions, netns_private: bool) -> dict[str, str]:
+def _sysctls(opts: SpecOptions, netns_private: bool, netns_new: bool) -> dict[str, str]:
     out: dict[str, str] = {}
-    if netns_private:
+    if netns_new:
+        # podman's default: unprivileged ICMP sockets (ping without CAP_NET_RAW). Only for a
+        # namespace of our own: a joined one is configured by its owner (runc refuses net.*
+        # sysctls when the joined namespace is the host's).
         out["net.ipv4.ping_group_range"] = "0 0"
     for key, value in (opts.sysctls or {}).items():
         k = key.strip()
@@ -1213,7 +1223,8 @@ def _sysctls(opts: SpecOptions, netns_private: bool) -> dict[str, str]:
     return out
 
 
-def _find_init(path: str | None) -> str:
+def find_init(path: str | None = None) -> str:
+    """The host path of catatonit: ``path`` if given, else the first of INIT_SEARCH_PATHS."""
     if path:
         if not os.path.isfile(path):
             raise InvalidArgument(f"init binary {path} does not exist")
@@ -1228,7 +1239,7 @@ def _find_init(path: str | None) -> str:
 # the generator
 # ---------------------------------------------------------------------------------------
 
-def _default_mounts(opts: SpecOptions, netns_new: bool) -> list[dict[str, Any]]:
+def _default_mounts(opts: SpecOptions) -> list[dict[str, Any]]:
     priv = opts.privileged
     sys_ro = [] if priv else ["ro"]
     mounts: list[dict[str, Any]] = [
@@ -1255,14 +1266,8 @@ def _default_mounts(opts: SpecOptions, netns_new: bool) -> list[dict[str, Any]]:
                            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={size}"]})
         mounts.append({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                        "options": ["nosuid", "noexec", "nodev"]})
-    if netns_new or priv:
-        mounts.append({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                       "options": ["nosuid", "noexec", "nodev", *sys_ro]})
-    else:
-        # A sysfs mount shows the network namespace of its mounter; with the host's
-        # network a read-only bind of the host's /sys shows the same thing.
-        mounts.append({"destination": "/sys", "type": "bind", "source": "/sys",
-                       "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev", "ro"]})
+    mounts.append({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                   "options": ["nosuid", "noexec", "nodev", *sys_ro]})
     mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                    "options": ["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro" if not priv else "rw"]})
     return mounts
@@ -1296,7 +1301,7 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
 
     # --- process --------------------------------------------------------------------------
     args = resolve_command(opts.entrypoint, opts.command, cfg.get("Entrypoint"), cfg.get("Cmd"))
-    init_host = _find_init(opts.init_path) if opts.init else None
+    init_host = find_init(opts.init_path) if opts.init else None
     if init_host:
         args = [INIT_PATH_IN_CONTAINER, "--", *args]
     if opts.hostname is not None:
@@ -1349,11 +1354,11 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
     if ns is not None:
         namespaces.append(ns)
     netns_private = (opts.network or "private") != "host"
-    netns_new = (opts.network or "private") in ("private", "none", "")
+    netns_new = (opts.network or "private") in ("private", "none")
 
     # --- mounts ---------------------------------------------------------------------------
     mounts: dict[str, dict[str, Any]] = {}
-    for m in _default_mounts(opts, netns_new):
+    for m in _default_mounts(opts):
         mounts[m["destination"]] = m
     if opts.read_only and opts.read_only_tmpfs:
         for dest in ("/run", "/tmp", "/var/tmp"):
@@ -1432,7 +1437,7 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
         linux["readonlyPaths"] = list(READONLY_PATHS)
     if devices:
         linux["devices"] = devices
-    sysctl = _sysctls(opts, netns_private)
+    sysctl = _sysctls(opts, netns_private, netns_new)
     if sysctl:
         linux["sysctl"] = sysctl
     if shared:

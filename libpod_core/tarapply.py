@@ -15,12 +15,17 @@ extracts it into ``dest_dir`` as root:
   with the mode/owner/mtime of the parent layer's directory when ``parent_lookup`` gives one).
 * whiteouts: ``DIR/.wh.NAME`` deletes ``DIR/NAME``; ``DIR/.wh..wh..opq`` makes ``DIR``
   opaque. With ``whiteout_format='overlay'`` (``dest_dir`` is an overlay upper dir) a
-  whiteout becomes a 0/0 character device ``NAME`` and an opaque dir gets the xattr
-  ``trusted.overlay.opaque=y`` (the dir is created if missing). With ``'vfs'`` (``dest_dir``
-  is a full copy of the parent) ``NAME`` is removed recursively, and an opaque dir loses the
-  entries that existed before this layer (entries created earlier by this same layer stay).
-  Other ``.wh..wh.*`` names (AUFS metadata) and anything under a top-level ``.wh..wh.*``
-  are skipped, like docker does.
+  whiteout becomes a 0/0 character device ``NAME`` (owner and mtime from the whiteout
+  entry) and an opaque dir gets the xattr ``trusted.overlay.opaque=y`` (the dir is created
+  if missing). With ``'vfs'`` (``dest_dir`` is a full copy of the parent) ``NAME`` is
+  removed recursively, and an opaque dir loses the entries that existed before this layer
+  (entries created earlier by this same layer stay). Other ``.wh..wh.*`` names (AUFS
+  metadata) and anything under a top-level ``.wh..wh.*`` are skipped, like docker does.
+* a hardlink's target must already exist in ``dest_dir`` (for ``'overlay'`` that means in
+  this layer; for ``'vfs'`` the parent's files count too).
+* an empty stream is an empty layer; a tar that ends at a header boundary without the
+  end-of-archive blocks is accepted (like Go's archive/tar); whatever follows the
+  end-of-archive marker is read and counted in the ``diff_id`` but not interpreted.
 
 Security — nothing is ever written outside ``dest_dir``: every path is resolved from a
 descriptor of ``dest_dir`` one component at a time with ``O_NOFOLLOW``; all changes use
@@ -43,6 +48,7 @@ import os
 import posixpath
 import shutil
 import stat
+import struct
 import tarfile
 from dataclasses import dataclass
 from typing import Callable
@@ -188,8 +194,37 @@ class _TarSource:
         return True
 
 
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12s")
+_GNU_TYPES = frozenset(tarfile.GNU_TYPES)
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _octal(field: bytes) -> int:
+    if field[0] in (0o200, 0o377):  # base-256: let tarfile decode it
+        raise _Fallback
+    p = field.find(b"\0")
+    if p != -1:
+        field = field[:p]
+    try:
+        return int(field.strip() or b"0", 8)
+    except ValueError:
+        raise _Fallback from None
+
+
+def _string(field: bytes, encoding: str, errors: str) -> str:
+    p = field.find(b"\0")
+    if p != -1:
+        field = field[:p]
+    return field.decode(encoding, errors)
+
+
 class _TarInfo(tarfile.TarInfo):
-    """Records why tarfile stopped (it silently ends on a bad header after the first)."""
+    """tarfile's TarInfo with a faster header decoder for the common ustar case (anything
+    unusual goes to tarfile's own), recording why tarfile stopped reading (it silently
+    ends the archive on a bad header that is not the first)."""
 
     @classmethod
     def fromtarfile(cls, tf):
@@ -198,6 +233,43 @@ class _TarInfo(tarfile.TarInfo):
         except tarfile.HeaderError as e:
             tf._kpod_header_error = e
             raise
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        if len(buf) != tarfile.BLOCKSIZE:
+            return super().frombuf(buf, encoding, errors)
+        (name, mode, uid, gid, size, mtime, chk, typ, linkname, _magic, uname, gname,
+         devmajor, devminor, prefix, _pad) = _HEADER.unpack(buf)
+        if typ == tarfile.GNUTYPE_SPARSE:
+            return super().frombuf(buf, encoding, errors)
+        try:
+            chksum = _octal(chk)
+            if chksum != 256 + sum(buf) - sum(chk):
+                raise _Fallback  # signed checksum, zero block or a bad header
+            obj = cls()
+            obj.mode = _octal(mode)
+            obj.uid = _octal(uid)
+            obj.gid = _octal(gid)
+            obj.size = _octal(size)
+            obj.mtime = _octal(mtime)
+            obj.devmajor = _octal(devmajor)
+            obj.devminor = _octal(devminor)
+        except _Fallback:
+            return super().frombuf(buf, encoding, errors)
+        obj.chksum = chksum
+        obj.type = typ
+        obj.name = _string(name, encoding, errors)
+        obj.linkname = _string(linkname, encoding, errors)
+        obj.uname = _string(uname, encoding, errors)
+        obj.gname = _string(gname, encoding, errors)
+        prefix = _string(prefix, encoding, errors)
+        if typ == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE
+        if obj.type == tarfile.DIRTYPE:
+            obj.name = obj.name.rstrip("/")
+        if prefix and obj.type not in _GNU_TYPES:
+            obj.name = prefix + "/" + obj.name
+        return obj
 
 
 def _clean(name: str, what: str = "entry") -> tuple[str, ...]:
@@ -430,7 +502,8 @@ class _Applier:
         if ti.isreg():
             self._regular(tar, pfd, name, ti, src, rel)
         elif isdir:
-            self._directory(pfd, name, ti, parts, existing=st is not None and stat.S_ISDIR(st.st_mode))
+            merge = st is not None and stat.S_ISDIR(st.st_mode)
+            self._directory(pfd, name, ti, parts, existing=merge)
         elif ti.issym():
             os.symlink(ti.linkname, name, dir_fd=pfd)
             self._finish_node(pfd, name, ti, rel, chmod=False)

@@ -11,7 +11,10 @@ import json
 import os
 import resource
 import shutil
+import socket
 import subprocess
+import tempfile
+import time
 import uuid
 
 import pytest
@@ -270,12 +273,25 @@ def test_read_only_with_volume(rt, tmp_path):
 
 def test_init(rt):
     try:
-        init = specgen._find_init(None)
+        init = specgen.find_init()
     except Exception:
         pytest.skip("catatonit is not installed")
     code, out, err = rt.run("cat /proc/1/cmdline | tr '\\0' ' '; exit 4", init=True, init_path=init)
     assert code == 4, err
     assert out.startswith("/run/kpod-init -- sh -c")
+
+
+def test_host_network_and_joined_namespace(rt):
+    host_ifaces = sorted(os.listdir("/sys/class/net"))
+    code, out, err = rt.run("ls /sys/class/net", network="host")
+    assert code == 0, err
+    assert out.split() == host_ifaces
+    code, out, err = rt.run("ls /sys/class/net", network=f"ns:/proc/{os.getpid()}/ns/net")
+    assert code == 0, err
+    assert out.split() == host_ifaces
+    code, out, err = rt.run("ls /sys/class/net")
+    assert code == 0, err
+    assert out.split() == ["lo"]
 
 
 def test_memory_limit_in_v1_cgroup(rt):
@@ -315,6 +331,73 @@ def test_wrapper_basics():
     env = dict(os.environ, KPOD_CRUN="/nonexistent/crun")
     out = subprocess.run([WRAPPER, "--version"], capture_output=True, text=True, env=env, timeout=30)
     assert out.returncode == 127 and "crun not found" in out.stderr
+    env = dict(os.environ, KPOD_CRUN=WRAPPER)
+    out = subprocess.run([WRAPPER, "--version"], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 125 and "wrapper too" in out.stderr
     env = dict(os.environ, KPOD_CRUN_HYBRID="sometimes")
     out = subprocess.run([WRAPPER, "--version"], capture_output=True, text=True, env=env, timeout=30)
     assert out.returncode == 125
+
+
+def test_under_conmon(rt):
+    """The sync-pipe handshake of docs/notes-conmon.md, with this runtime as conmon's -r."""
+    if not shutil.which("conmon"):
+        pytest.skip("conmon is not installed")
+    cid = rt.new_id()
+    bundle, _ = rt._bundle(cid, SpecOptions(command=["sh", "-c", "echo out; echo err >&2; exit 7"], memory="32m"))
+    rundir = rt.tmp / f"run-{cid}"
+    (rundir / "exits").mkdir(parents=True)
+    # SOCKDIR/CUUID/attach must fit in sun_path (108 bytes): pytest's tmp paths are too long.
+    sockdir = tempfile.mkdtemp(prefix="kpod-it-", dir="/run" if os.access("/run", os.W_OK) else None)
+    sync_r, sync_w = os.pipe()
+    start_r, start_w = os.pipe()
+    args = ["conmon", "--api-version", "1", "-c", cid, "-u", cid, "-n", cid, "-r", rt.path, "-b", bundle,
+            "-p", f"{rundir}/pidfile", "-P", f"{rundir}/conmon.pid", "-l", f"k8s-file:{rundir}/ctr.log",
+            "--exit-dir", f"{rundir}/exits", "--persist-dir", str(rundir), "--socket-dir-path", sockdir,
+            "--runtime-arg", "--root", "--runtime-arg", rt.state_root, "--log-level", "warning"]
+    env = dict(os.environ, _OCI_SYNCPIPE=str(sync_w), _OCI_STARTPIPE=str(start_r))
+    proc = subprocess.Popen(args, pass_fds=(sync_w, start_r), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(sync_w)
+    os.close(start_r)
+    try:
+        os.write(start_w, b"0")
+        os.close(start_w)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        with os.fdopen(sync_r, "rb") as sync:
+            reply = json.loads(sync.readline())
+        assert reply["data"] > 0, reply
+        assert int(open(f"{rundir}/pidfile").read()) == reply["data"]
+        assert json.loads(rt.cmd("state", cid).stdout)["status"] == "created"
+        if not specgen.host_cgroup_v2():
+            assert "memory:" in open(f"/proc/{reply['data']}/cgroup").read()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(f"{sockdir}/{cid}/attach")
+        assert rt.cmd("start", cid).returncode == 0
+        packets = []
+        while True:
+            pkt = sock.recv(32768)
+            if not pkt:
+                break
+            packets.append(pkt)
+        sock.close()
+        assert b"".join(p[1:] for p in packets if p[0] == 2) == b"out\n"
+        assert b"".join(p[1:] for p in packets if p[0] == 3) == b"err\n"
+        for _ in range(100):
+            if os.path.exists(f"{rundir}/exits/{cid}"):
+                break
+            time.sleep(0.05)
+        assert open(f"{rundir}/exits/{cid}").read() == "7"
+        assert open(f"{rundir}/exit").read() == "7"
+        log = open(f"{rundir}/ctr.log").read().splitlines()
+        assert [line.split(" ", 1)[1] for line in log] == ["stdout F out", "stderr F err"]
+    finally:
+        rt.cmd("delete", "-f", cid)
+        try:  # only if that PID is still our conmon (it normally exits with the container)
+            pid = int(open(f"{rundir}/conmon.pid").read())
+            if cid.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                os.kill(pid, 9)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(sockdir, ignore_errors=True)

@@ -594,11 +594,14 @@ def test_network_modes(rootfs, tmp_path):
     assert "network" in ns_types(gen(rootfs, network="none"))
     spec = gen(rootfs, network="host")
     assert "network" not in ns_types(spec)
-    assert mount_at(spec, "/sys")["type"] == "bind"
+    assert mount_at(spec, "/sys")["type"] == "sysfs"
     assert "net.ipv4.ping_group_range" not in spec["linux"].get("sysctl", {})
     nsfile = tmp_path / "netns"
     nsfile.write_text("")
-    assert ns_types(gen(rootfs, network=f"ns:{nsfile}"))["network"] == str(nsfile)
+    joined = gen(rootfs, network=f"ns:{nsfile}")
+    assert ns_types(joined)["network"] == str(nsfile)
+    assert "net.ipv4.ping_group_range" not in joined["linux"].get("sysctl", {})
+    assert gen(rootfs, network="none")["linux"]["sysctl"]["net.ipv4.ping_group_range"] == "0 0"
     assert ns_types(gen(rootfs, ipc=f"ns:{nsfile}", uts=str(nsfile), pid="host"))["ipc"] == str(nsfile)
     with pytest.raises(InvalidArgument):
         gen(rootfs, network="bogus")
@@ -792,3 +795,19 @@ def test_seccomp_bad_profiles(rootfs, tmp_path):
     bad.write_text(json.dumps([1, 2]))
     with pytest.raises(InvalidArgument):
         gen(rootfs, seccomp=str(bad))
+
+
+def test_seccomp_merge_keeps_conflicting_rules_apart():
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["write", "close"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["kill"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]},
+    ]}
+    sc = seccomp_to_oci(profile, [], machine="x86_64")
+    assert sc["syscalls"][0] == {"names": ["read", "write", "close"], "action": "SCMP_ACT_ALLOW"}
+    assert sc["syscalls"][1] == {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    # the conditional "read" is redundant; the conditional "kill" has another action and stays
+    assert [r["names"] for r in sc["syscalls"][2:]] == [["kill"]]
+    assert sc["syscalls"][2]["args"] == [{"index": 1, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ"}]

@@ -133,7 +133,8 @@ def test_extract_all_types(tmp_path, fmt):
             D("tmp", mode=0o1777),
             F("bin/su", b"su", mode=0o4755),
             F("bin/wall", b"wall", mode=0o2755, gid=5),
-            F("bin/ping", b"ping", mode=0o755, pax={"SCHILY.xattr.security.capability": cap.decode("utf-8", "surrogateescape")}),
+            F("bin/ping", b"ping", mode=0o755,
+              pax={"SCHILY.xattr.security.capability": cap.decode("utf-8", "surrogateescape")}),
             F("big", big, uid=1000, gid=1000),
             S("bin/sh", "busybox", uid=7, gid=8),
             S("abs", "/etc/passwd"),
@@ -196,6 +197,59 @@ def test_extract_all_types(tmp_path, fmt):
     # implicit parents are 0755 root
     st = os.lstat(dest / "bin")
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
+
+
+def _header_variants():
+    out = []
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        for ti, _ in [
+            F("plain", b""),
+            F("p" * 90 + "/" + "q" * 90, b""),  # ustar prefix field
+            D("dir/"),
+            E("dev", tarfile.CHRTYPE, major=4095, minor=255),
+            S("sym", "target" * 10),
+            H("hard", "plain"),
+            E("fifo", tarfile.FIFOTYPE, mode=0o7777, uid=0o7777777, gid=65534),
+        ]:
+            try:
+                out.append(ti.tobuf(fmt, "utf-8", "surrogateescape"))
+            except ValueError:
+                pass
+    big = tarfile.TarInfo("big")
+    big.uid = 8**8 + 5  # base-256 in GNU format
+    big.size = 8**11 + 7
+    out.append(big.tobuf(tarfile.GNU_FORMAT))
+    v7 = bytearray(tarfile.TarInfo("v7dir/").tobuf(tarfile.USTAR_FORMAT)[:512])
+    v7[156:157] = tarfile.AREGTYPE
+    v7[148:156] = b" " * 8
+    v7[148:156] = b"%06o\0 " % (sum(v7))
+    out.append(bytes(v7))
+    blocks = []
+    for raw in out:
+        blocks.extend(raw[i : i + 512] for i in range(0, len(raw), 512))
+    return blocks
+
+
+def test_fast_header_decoder_matches_tarfile():
+    from libpod_core.tarapply import _TarInfo
+
+    attrs = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname",
+             "uname", "gname", "devmajor", "devminor")
+    for blk in _header_variants():
+        try:
+            want = tarfile.TarInfo.frombuf(blk, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as e:
+            with pytest.raises(type(e)):
+                _TarInfo.frombuf(blk, "utf-8", "surrogateescape")
+            continue
+        got = _TarInfo.frombuf(blk, "utf-8", "surrogateescape")
+        assert [getattr(got, a) for a in attrs] == [getattr(want, a) for a in attrs]
+    bad = bytearray(_header_variants()[0])
+    bad[0] ^= 1
+    with pytest.raises(tarfile.InvalidHeaderError):
+        _TarInfo.frombuf(bytes(bad), "utf-8", "surrogateescape")
+    with pytest.raises(tarfile.EOFHeaderError):
+        _TarInfo.frombuf(b"\0" * 512, "utf-8", "surrogateescape")
 
 
 def test_root_entry_applies_metadata(tmp_path):
@@ -519,6 +573,47 @@ def test_hardlinks_within_layer(sandbox, fmt):
     assert os.lstat(sandbox / "b/g").st_ino == ino
     assert os.lstat(sandbox / "a/h").st_ino == ino
     assert os.lstat(sandbox / "a/f").st_nlink == 3
+
+
+def test_hardlink_to_parent_file(tmp_path):
+    for fmt in FORMATS:
+        dest = tmp_path / fmt
+        dest.mkdir()
+        (dest / "lowerfile").write_bytes(b"from the parent")
+        tar = mktar([H("link", "lowerfile")])
+        if fmt == "vfs":  # dest is the full parent tree: the target is there
+            apply(tar, dest, fmt)
+            assert os.lstat(dest / "link").st_ino == os.lstat(dest / "lowerfile").st_ino
+        else:  # an upper dir only holds this layer: linking to a lower file is refused
+            upper = tmp_path / "upper"
+            upper.mkdir()
+            with pytest.raises(InvalidLayer, match="does not exist"):
+                apply(tar, upper, fmt)
+
+
+def test_sparse_files(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("no tar binary")
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.truncate(8 << 20)
+        f.seek(3 << 20)
+        f.write(b"hello")
+        f.seek((8 << 20) - 3)
+        f.write(b"end")
+    for fmt in ("gnu", "pax"):
+        tarpath = tmp_path / f"{fmt}.tar"
+        subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", str(tarpath), "-C", str(src), "."],
+                       check=True)
+        dest = tmp_path / f"out-{fmt}"
+        dest.mkdir()
+        data = tarpath.read_bytes()
+        assert apply(data, dest).diff_id == sha(data)
+        assert (dest / "sparse").read_bytes() == (src / "sparse").read_bytes()
 
 
 BAD_WHITEOUTS = [
