@@ -38,6 +38,8 @@ class Runtime:
         self.config = config
         self._resolve_runtime_path()
         self._plugins = None
+        self._db = None
+        self._images = None
 
     def _resolve_runtime_path(self) -> None:
         """``runtime`` may be a path: use the driver named after the file, with that path."""
@@ -84,6 +86,36 @@ class Runtime:
     def load_drivers(self, *kinds: str) -> None:
         for kind in kinds or ("runtime", "storage"):
             self.plugins.driver(kind)
+
+    # -- state and stores ----------------------------------------------------------------
+    @property
+    def db(self):
+        """The SQLite state database in the graphroot (opened on first use)."""
+        if self._db is None:
+            from .state import Database
+
+            self._db = Database(self.config.graphroot)
+        return self._db
+
+    @property
+    def images(self):
+        """The image and layer store (:class:`libpod_core.store.ImageStore`)."""
+        if self._images is None:
+            from .store import ImageStore
+
+            self._images = ImageStore(self)
+        return self._images
+
+    def system_context(self, **kw: Any):
+        """A transport SystemContext carrying this runtime's configuration."""
+        from .transports import SystemContext
+
+        ctx = SystemContext(config=self.config, registries_conf=self.config.registries_conf,
+                            signature_policy=self.config.signature_policy)
+        for k, v in kw.items():
+            if v is not None:
+                setattr(ctx, k, v)
+        return ctx
 
     # -- reports ----------------------------------------------------------------------
     @staticmethod
@@ -140,8 +172,13 @@ class Runtime:
         }
 
     def _store_counts(self) -> dict[str, Any]:
-        """Image and container counts, filled in once the stores exist."""
-        return {}
+        counts: dict[str, Any] = {"imageStore": {"number": len(self.images.list_images())}}
+        try:
+            rows = self.db.read("SELECT COUNT(*) AS n FROM containers")
+            counts["containerStore"] = {"number": rows[0]["n"]}
+        except Exception:
+            counts["containerStore"] = {"number": 0}
+        return counts
 
 
 def version_info() -> dict[str, Any]:

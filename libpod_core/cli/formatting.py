@@ -255,3 +255,53 @@ def to_yaml(obj: Any) -> str:
     import yaml
 
     return yaml.safe_dump(json.loads(json.dumps(obj, default=_json_default)), sort_keys=False, default_flow_style=False)
+
+
+def human_size(n: int | float | None) -> str:
+    """Decimal units like podman/docker: ``4.27 MB``, ``1.1 GB``, ``512 B``."""
+    if n is None:
+        return "0 B"
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(n)} B"
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's HumanDuration: ``Less than a second``, ``3 seconds``, ``About a minute``..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def time_ago(ts: float | None) -> str:
+    import time
+
+    if not ts:
+        return ""
+    return f"{human_duration(time.time() - ts)} ago"

@@ -17,6 +17,14 @@ from ..errors import EXIT_ENGINE, KpodError
 
 # name -> (module under libpod_core.cli, attribute, one-line help shown by `kpod --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    # Each area adds its commands here; the module is imported only when the command runs.
+    "history": ("cmd_images", "history", "Show the history of an image"),
+    "image": ("cmd_images", "image", "Manage images"),
+    "images": ("cmd_images", "images", "List images in local storage"),
+    "import": ("cmd_images", "import_", "Create an image from a filesystem tarball"),
+    "rmi": ("cmd_images", "rmi", "Remove one or more local images"),
+    "tag": ("cmd_images", "tag", "Add names to a local image"),
+    "untag": ("cmd_images", "untag", "Remove names from a local image"),
     "info": ("cmd_system", "info", "Display kpod system information"),
     "plugins": ("cmd_system", "plugins", "List installed plugins and drivers"),
     "version": ("cmd_system", "version", "Display the kpod version information"),
