@@ -198,6 +198,14 @@ class GraphDriverBase:
         return os.path.isdir(self.layer_dir(layer_id))
 
     @hookimpl
+    def storage_list_layers(self):
+        out = []
+        for name in os.listdir(self.home):
+            if _ID.match(name) and os.path.isdir(os.path.join(self.home, name)) and name != "l":
+                out.append(name)
+        return sorted(out)
+
+    @hookimpl
     def storage_cleanup(self):
         for mp in mountpoints_under(self.home):
             umount(mp)

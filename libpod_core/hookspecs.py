@@ -261,6 +261,13 @@ def storage_layer_size(layer_id):
 
 
 @hookspec(firstresult=True)
+def storage_list_layers():
+    """Return the IDs of every layer the driver holds data for (``kpod system check``
+    compares them with the state database). Optional.
+    """
+
+
+@hookspec(firstresult=True)
 def storage_cleanup():
     """Unmount everything the driver mounted (``kpod system reset``, test clean-up).
     Returns True. Required.

@@ -84,3 +84,39 @@ def plugins(state, kind: str | None, fmt: str | None, quiet: bool) -> None:
             ],
         )
     )
+
+
+@click.command("check")
+@click.option("-r", "--repair", is_flag=True, help="Fix what can be fixed (removes damaged images and orphaned data)")
+@click.option("-f", "--format", "fmt", metavar="FORMAT", help="'json' or a Go template per problem")
+@click.pass_obj
+def system_check(state, repair: bool, fmt: str | None) -> None:
+    """Check the store and the state database for inconsistencies."""
+    from ..check import check
+    from ..errors import KpodError
+
+    problems = check(state.runtime, repair=repair)
+    rows = [{"Kind": p.kind, "Subject": p.subject, "Detail": p.detail, "Repaired": p.repaired} for p in problems]
+    if fmt == "json":
+        click.echo(to_json(rows))
+    elif fmt:
+        if rows:
+            click.echo(render_many(fmt, rows))
+    elif rows:
+        click.echo(table(["KIND", "SUBJECT", "PROBLEM", "REPAIRED"],
+                         [(r["Kind"], r["Subject"][:64], r["Detail"], "yes" if r["Repaired"] else "no") for r in rows]))
+    else:
+        click.echo("No problems found")
+    left = [p for p in problems if not p.repaired]
+    if left:
+        hint = "" if repair else "; run 'kpod system check --repair' to fix them"
+        raise KpodError(f"{len(left)} problem(s) found{hint}")
+
+
+@click.group("system")
+def system() -> None:
+    """Manage kpod: check the store, show information."""
+
+
+system.add_command(system_check, "check")
+system.add_command(info, "info")

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "images": ("cmd_images", "images", "List images in local storage"),
     "import": ("cmd_images", "import_", "Create an image from a filesystem tarball"),
     "rmi": ("cmd_images", "rmi", "Remove one or more local images"),
+    "system": ("cmd_system", "system", "Manage kpod: check the store, show information"),
     "tag": ("cmd_images", "tag", "Add names to a local image"),
     "untag": ("cmd_images", "untag", "Remove names from a local image"),
     "info": ("cmd_system", "info", "Display kpod system information"),

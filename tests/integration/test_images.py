@@ -186,3 +186,20 @@ def test_kill_during_import_leaves_no_partial_image(kpod, tmp_path):
     db = sqlite3.connect(os.path.join(kpod.graphroot, "kpod.db"))
     assert db.execute("SELECT COUNT(*) FROM layers").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM operations").fetchone()[0] == 0
+
+
+def test_system_check_finds_and_repairs(kpod, busybox_tgz):
+    kpod("import", busybox_tgz, "a")
+    assert kpod("system", "check").stdout.strip() == "No problems found"
+    home = os.path.join(kpod.graphroot, "overlay")
+    layer = [d for d in os.listdir(home) if d != "l"][0]
+    # damage: driver data of the image's layer vanishes; an orphan appears
+    subprocess.run(["rm", "-rf", os.path.join(home, layer)], check=True)
+    os.makedirs(os.path.join(home, "f" * 64, "diff"))
+    proc = kpod("system", "check", check=False)
+    assert proc.returncode == 125 and "missing from the storage driver" in proc.stdout
+    assert "no database row knows" in proc.stdout and "--repair" in proc.stderr
+    rows = json.loads(kpod("system", "check", "--repair", "--format", "json").stdout)
+    assert rows and all(r["Repaired"] for r in rows)
+    assert kpod("system", "check").stdout.strip() == "No problems found"
+    assert kpod("images", "-q").stdout.strip() == ""
