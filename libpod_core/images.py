@@ -410,3 +410,153 @@ def prune(rt, *, all_images: bool = False, filters: Iterable[str] = ()) -> list[
                 removed.append(img.id)
             except NotFound:
                 pass
+
+
+# --------------------------------------------------------------------------------------
+# load / save
+# --------------------------------------------------------------------------------------
+
+def archive_format(path: str) -> str:
+    """``docker-archive`` or ``oci-archive``, from the archive's top-level entries."""
+    import tarfile
+
+    from .errors import ImageError
+
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            names = set()
+            for member in tf:
+                names.add(member.name.lstrip("./"))
+                if "manifest.json" in names:
+                    return "docker-archive"
+                if "oci-layout" in names:
+                    return "oci-archive"
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ImageError(f"{path}: not a valid image archive: {exc}") from None
+    raise ImageError(f"{path}: not a docker-archive or oci-archive (no manifest.json or oci-layout)")
+
+
+def _oci_ref_names(path: str) -> list[str]:
+    import tarfile
+
+    from .errors import ImageError
+
+    with tarfile.open(path, "r:*") as tf:
+        try:
+            member = tf.getmember("index.json")
+        except KeyError:
+            try:
+                member = tf.getmember("./index.json")
+            except KeyError:
+                raise ImageError(f"{path}: OCI archive without index.json") from None
+        f = tf.extractfile(member)
+        raw = f.read(mf.MAX_MANIFEST_SIZE + 1) if f else b""
+    try:
+        index = json.loads(raw)
+    except ValueError:
+        raise ImageError(f"{path}: index.json is not valid JSON") from None
+    out = []
+    for m in index.get("manifests") or []:
+        name = (m.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        out.append(name or "")
+    return out
+
+
+def load_archive(rt, path: str, *, quiet: bool = True, policy_check=None) -> list[tuple[Any, list[str]]]:
+    """``kpod load``: every image of a docker-archive or oci-archive into the store.
+
+    Returns ``[(image, names)]``. An archive that fails part-way leaves the images it already
+    stored and nothing of the one that failed.
+    """
+    from .copy import copy_image
+    from .store.transport import storage_reference
+    from .transports import parse_image_reference
+    from .transports.docker_archive import DockerArchiveReader
+
+    fmt = archive_format(path)
+    loaded = []
+    if fmt == "docker-archive":
+        with DockerArchiveReader(path) as reader:
+            for ref in reader.list_images():
+                names = [str(refmod.normalize(t)) for t in (getattr(ref, "repo_tags", None) or [])]
+                ctx = rt.system_context(quiet=quiet, extra_names=names)
+                result = copy_image(ref, storage_reference(rt, ""), ctx, policy_check=policy_check)
+                loaded.append((_image_for(rt, result), names))
+    else:
+        ref_names = _oci_ref_names(path)
+        for i, ref_name in enumerate(ref_names):
+            names = []
+            if ref_name:
+                try:  # a ref name that is an image name names the image (short: localhost/...)
+                    names = [str(refmod.normalize_local(ref_name) if refmod.is_short_name(ref_name) else refmod.normalize(ref_name))]
+                except InvalidArgument:
+                    names = []
+            src_text = f"oci-archive:{path}:{ref_name}" if ref_name else f"oci-archive:{path}"
+            if not ref_name and len(ref_names) > 1:
+                src_text = f"oci-archive:{path}:@{i}"
+            src = parse_image_reference(src_text, rt.config)
+            ctx = rt.system_context(quiet=quiet, extra_names=names)
+            result = copy_image(src, storage_reference(rt, ""), ctx, policy_check=policy_check)
+            loaded.append((_image_for(rt, result), names))
+    return loaded
+
+
+def _image_for(rt, result):
+    from .reference import digest_bytes
+
+    img = None
+    if result.config_digest:
+        img = rt.images.get_by_id(result.config_digest.split(":", 1)[1])
+    if img is None:
+        try:
+            cfg = json.loads(result.manifest)["config"]["digest"]
+            img = rt.images.get_by_id(cfg.split(":", 1)[1])
+        except (ValueError, KeyError):
+            pass
+    if img is None:
+        raise NotFound(f"loaded image not found in the store (manifest {digest_bytes(result.manifest)})")
+    return img
+
+
+SAVE_FORMATS = ("docker-archive", "oci-archive", "oci-dir", "docker-dir")
+
+
+def save_images(rt, names: list[str], output: str, *, fmt: str = "docker-archive", compress: bool = False,
+                quiet: bool = True) -> None:
+    """``kpod save``: images to a docker-archive (several allowed), oci-archive, oci-dir or
+    docker-dir. The output appears only when complete."""
+    from .copy import copy_image
+    from .store.transport import storage_reference
+    from .transports import parse_image_reference
+    from .transports.docker_archive import DockerArchiveWriter
+
+    if fmt not in SAVE_FORMATS:
+        raise InvalidArgument(f"unknown format {fmt!r} (use {', '.join(SAVE_FORMATS)})")
+    store = rt.images
+    resolved = []
+    for n in names:
+        img = store.lookup(n)
+        tag = None
+        if not refmod.looks_like_id(n.removeprefix("sha256:")) or not img.id.startswith(n.removeprefix("sha256:")):
+            cands = [c for c in store.name_candidates(n) if c in img.names]
+            tag = cands[0] if cands else None
+        resolved.append((img, tag))
+    if fmt != "docker-archive" and len(resolved) > 1:
+        raise InvalidArgument(f"--format {fmt} holds one image; use docker-archive for several")
+    compression = "gzip" if compress and fmt == "docker-dir" else None
+    if fmt == "docker-archive":
+        with DockerArchiveWriter(output) as writer:
+            for img, tag in resolved:
+                ctx = rt.system_context(quiet=quiet)
+                copy_image(storage_reference(rt, img.id), writer.reference([tag] if tag else []), ctx)
+        return
+    img, tag = resolved[0]
+    if fmt == "oci-archive":
+        dst = f"oci-archive:{output}" + (f":{tag}" if tag else "")
+    elif fmt == "oci-dir":
+        dst = f"oci:{output}" + (f":{tag}" if tag else "")
+    else:
+        dst = f"dir:{output}"
+    ctx = rt.system_context(quiet=quiet)
+    copy_image(storage_reference(rt, img.id), parse_image_reference(dst, rt.config), ctx,
+               format="v2s2" if fmt == "docker-dir" else "oci", compression=compression)

@@ -328,6 +328,92 @@ def import_(state, source, reference, changes, message, os_, arch, variant, quie
 
 
 # --------------------------------------------------------------------------------------
+# load / save
+# --------------------------------------------------------------------------------------
+
+
+def _spool_stdin(rt) -> str:
+    """Copy standard input to a temporary file in the graphroot (archives need seeking)."""
+    import shutil
+    import tempfile
+
+    tmpdir = os.path.join(rt.config.graphroot, "tmp")
+    os.makedirs(tmpdir, mode=0o700, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=tmpdir, prefix="load-", suffix=".tar")
+    with os.fdopen(fd, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+    return path
+
+
+@click.command("load")
+@click.option("-i", "--input", "input_", metavar="FILE", help="Read from an archive file instead of standard input")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
+@click.pass_obj
+def load(state, input_, quiet):
+    """Load images from a docker-archive or oci-archive (file or standard input)."""
+    from .. import images as imgs
+
+    rt = _rt(state)
+    spooled = None
+    if input_ is None:
+        if sys.stdin.isatty():
+            raise InvalidArgument("cannot read an archive from a terminal: use -i FILE or redirect standard input")
+        spooled = path = _spool_stdin(rt)
+    else:
+        path = input_
+        if not os.path.exists(path):
+            raise InvalidArgument(f"{path}: no such file")
+    try:
+        loaded = imgs.load_archive(rt, path, quiet=quiet)
+    finally:
+        if spooled:
+            os.unlink(spooled)
+    for img, names in loaded:
+        for n in names or [f"sha256:{img.id}"]:
+            click.echo(f"Loaded image: {n}")
+
+
+@click.command("save")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", metavar="FILE", help="Write to a file (a directory for oci-dir and docker-dir)")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive", "oci-dir", "docker-dir"]),
+              default="docker-archive", show_default=True, help="Archive format")
+@click.option("-m", "--multi-image-archive", is_flag=True, help="Several images in one docker-archive (the default with several images)")
+@click.option("--compress", is_flag=True, help="Compress layers (docker-dir only)")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
+@click.pass_obj
+def save(state, images, output, fmt, multi_image_archive, compress, quiet):
+    """Save images to an archive (docker-archive by default) or a directory."""
+    import shutil
+    import tempfile
+
+    from .. import images as imgs
+
+    rt = _rt(state)
+    if compress and fmt != "docker-dir":
+        raise InvalidArgument("--compress can only be used with --format docker-dir")
+    if output is None:
+        if fmt in ("oci-dir", "docker-dir"):
+            raise InvalidArgument(f"--format {fmt} needs --output DIR")
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to save to a terminal: use -o FILE or redirect standard output")
+        tmpdir = os.path.join(rt.config.graphroot, "tmp")
+        os.makedirs(tmpdir, mode=0o700, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=tmpdir, prefix="save-", suffix=".tar")
+        os.close(fd)
+        try:
+            imgs.save_images(rt, list(images), path, fmt=fmt, quiet=quiet)
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        return
+    imgs.save_images(rt, list(images), output, fmt=fmt, compress=compress, quiet=quiet)
+
+
+# --------------------------------------------------------------------------------------
 # the image group
 # --------------------------------------------------------------------------------------
 
@@ -347,5 +433,7 @@ image.add_command(image_inspect, "inspect")
 image.add_command(image_exists, "exists")
 image.add_command(image_prune, "prune")
 image.add_command(import_, "import")
+image.add_command(load, "load")
+image.add_command(save, "save")
 
 

@@ -51,7 +51,13 @@ class StorageReference(ImageReference):
         return StorageImageSource(self, store, store.lookup(self.text))
 
     def new_destination(self, ctx: SystemContext) -> "StorageImageDestination":
-        return StorageImageDestination(self, self._store(ctx))
+        dest = StorageImageDestination(self, self._store(ctx))
+        dest.extra_names = [_full_name(n) for n in (ctx.extra_names or [])]
+        return dest
+
+
+def _full_name(name: str) -> str:
+    return str(refmod.normalize_local(name) if refmod.is_short_name(name) else refmod.normalize(name))
 
 
 def storage_reference(runtime, text: str = "") -> StorageReference:
@@ -135,7 +141,7 @@ class StorageImageDestination(ImageDestination):
         if row is None:
             return None
         self.parent = row["id"]
-        return digest, size
+        return digest, size if size is not None else row["size"]
 
     def put_blob(self, stream, digest, size, media_type, *, is_config=False, layer_index=None, diff_id=None):
         if is_config or layer_index is None:

@@ -1,0 +1,565 @@
+"""The copy pipeline: move an image from any transport's source to any destination.
+
+:func:`copy_image` reads the source manifest (choosing a platform from an index, or copying
+every instance with ``all_images``), runs the signature policy check, copies the layers in
+manifest order and then the config, converts the manifest when the destination needs another
+format or the layers were recompressed, writes the manifest and the signatures, and commits.
+
+Every blob is verified while it streams: the stream handed to
+:meth:`~libpod_core.transports.base.ImageDestination.put_blob` hashes and counts the bytes,
+raises :class:`~libpod_core.errors.DigestMismatch` as soon as more bytes than announced arrive,
+and on the read that reaches the end (the one returning ``b""``) raises ``DigestMismatch`` if
+the size or the digest is wrong. **A destination must read the stream until it returns
+``b""`` before making the blob visible**; then nothing unverified is ever committed (and the
+destination's :meth:`commit` is not called at all after an error).
+
+When a layer is decompressed (the destination wants ``none``, or the caller asked for another
+compression), its uncompressed digest is computed on the way and checked against the config's
+``rootfs.diff_ids``. Memory stays bounded: 1 MiB chunks, only manifests and configs
+(at most 4 MiB each) are held whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable
+
+from .digest import CHUNK_SIZE, open_decompressed, parse_digest
+from .errors import (
+    DigestMismatch,
+    ImageError,
+    InvalidArgument,
+    InvalidLayer,
+    PolicyDenied,
+    TransportError,
+)
+from .manifest import (
+    FORMAT_OCI,
+    FORMAT_V2S2,
+    INDEX_MEDIA_TYPES,
+    MAX_CONFIG_SIZE,
+    MAX_MANIFEST_SIZE,
+    MEDIA_TYPE_DOCKER_CONFIG,
+    MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
+    Descriptor,
+    Index,
+    Manifest,
+    build_index,
+    build_manifest,
+    host_platform,
+    is_foreign_layer,
+    is_layer_media_type,
+    layer_compression,
+    layer_media_type,
+    manifest_digest,
+    parse_image_config,
+    parse_manifest,
+)
+from .transports.base import ImageDestination, ImageReference, ImageSource, SystemContext
+
+__all__ = ["CopyResult", "copy_image", "VerifyingReader", "CompressingReader"]
+
+_COMPRESSIONS = ("none", "gzip", "zstd")
+_FORMATS = (FORMAT_OCI, FORMAT_V2S2)
+
+PolicyCheck = Callable[[ImageReference, ImageSource, bytes, list], Any]
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass
+class CopyResult:
+    """What was written: the manifest (or index) as stored at the destination."""
+
+    manifest_digest: str
+    manifest: bytes
+    media_type: str
+    config_digest: str | None
+    #: with ``all_images``: the result of each instance, in index order
+    instances: list["CopyResult"] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------
+# Streams
+# ------------------------------------------------------------------------------------------
+
+
+class VerifyingReader(io.RawIOBase):
+    """Hashes and counts what is read through it; raises DigestMismatch when the content
+    grows past *size*, and — on the read that reaches the end — when the size or the digest
+    is wrong. *digest* None only computes (see :attr:`digest`)."""
+
+    def __init__(self, inner: IO[bytes], digest: str | None, size: int | None, what: str,
+                 progress: Progress | None = None, progress_name: str | None = None):
+        super().__init__()
+        algo = parse_digest(digest)[0] if digest else "sha256"
+        self._inner = inner
+        self._h = hashlib.new(algo)
+        self._algo = algo
+        self.expected_digest = digest
+        self.expected_size = size if size is not None and size >= 0 else None
+        self.size = 0
+        self.what = what
+        self.done = False
+        self._progress = progress
+        self._pname = progress_name or digest or what
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def digest(self) -> str:
+        return f"{self._algo}:{self._h.hexdigest()}"
+
+    def read(self, n: int = -1) -> bytes:
+        if self.done:
+            return b""
+        if n is None or n < 0:
+            parts = []
+            while True:
+                chunk = self.read(CHUNK_SIZE)
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+        if n == 0:
+            return b""
+        data = self._inner.read(n)
+        if data:
+            self.size += len(data)
+            if self.expected_size is not None and self.size > self.expected_size:
+                raise DigestMismatch(
+                    f"{self.what}: size mismatch: expected {self.expected_size} bytes, got more"
+                )
+            self._h.update(data)
+            if self._progress is not None:
+                self._progress(self._pname, self.size, self.expected_size)
+            return data
+        self._finish()
+        return b""
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        memoryview(b).cast("B")[: len(data)] = data
+        return len(data)
+
+    def _finish(self) -> None:
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise DigestMismatch(
+                f"{self.what}: size mismatch: expected {self.expected_size} bytes, got {self.size}"
+            )
+        if self.expected_digest is not None and self.digest != self.expected_digest:
+            raise DigestMismatch(
+                f"{self.what}: digest mismatch: expected {self.expected_digest}, got {self.digest}"
+            )
+        self.done = True
+
+    def finish(self) -> str:
+        """Read whatever is left and verify; return the digest."""
+        while not self.done:
+            self.read(CHUNK_SIZE)
+        return self.digest
+
+
+class CompressingReader(io.RawIOBase):
+    """Compresses *inner* on the fly (``gzip`` via zlib, ``zstd`` via zstandard)."""
+
+    def __init__(self, inner: IO[bytes], compression: str, level: int | None = None):
+        super().__init__()
+        self._inner = inner
+        if compression == "gzip":
+            self._c = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
+        elif compression == "zstd":
+            import zstandard
+
+            self._c = zstandard.ZstdCompressor(level=3 if level is None else level).compressobj()
+        else:
+            raise InvalidArgument(f"unsupported compression {compression!r}")
+        self._buf = bytearray()
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK_SIZE
+        while len(self._buf) < n and not self._eof:
+            chunk = self._inner.read(CHUNK_SIZE)
+            if chunk:
+                self._buf += self._c.compress(chunk)
+            else:
+                self._buf += self._c.flush()
+                self._eof = True
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        memoryview(b).cast("B")[: len(data)] = data
+        return len(data)
+
+
+def _read_verified(src: ImageSource, d: Descriptor, limit: int, what: str) -> bytes:
+    if d.size > limit:
+        raise ImageError(f"{what} is too large: {d.size} bytes, the limit is {limit}")
+    stream, _ = src.get_blob(d.digest, d.size, d.media_type)
+    try:
+        r = VerifyingReader(stream, d.digest, d.size, what)
+        parts = []
+        total = 0
+        while True:
+            chunk = r.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise ImageError(f"{what} is too large: more than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        stream.close()
+
+
+def _check_manifest_digest(raw: bytes, expected: str, what: str) -> None:
+    algo = parse_digest(expected)[0]
+    actual = f"{algo}:{hashlib.new(algo, raw).hexdigest()}"
+    if actual != expected:
+        raise DigestMismatch(f"{what}: digest mismatch: expected {expected}, got {actual}")
+
+
+# ------------------------------------------------------------------------------------------
+# Decisions
+# ------------------------------------------------------------------------------------------
+
+
+def _format_of_type(media_type: str) -> str | None:
+    if media_type in (MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX):
+        return FORMAT_OCI
+    if media_type in (MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST):
+        return FORMAT_V2S2
+    return None
+
+
+def _target_format(m: Manifest, requested: str | None, supported: list[str], where: str) -> str:
+    if requested:
+        target = requested
+    elif not supported or m.media_type in supported:
+        return m.format
+    else:
+        target = next((f for f in map(_format_of_type, supported) if f), None)
+        if target is None:
+            raise TransportError(f"{where}: the destination accepts none of the manifest types kpod can write ({', '.join(supported)})")
+    if supported:
+        wanted = MEDIA_TYPE_OCI_MANIFEST if target == FORMAT_OCI else MEDIA_TYPE_DOCKER_MANIFEST
+        if wanted not in supported:
+            raise TransportError(f"{where}: the destination does not accept {target} manifests")
+    return target
+
+
+def _layer_plan(mt: str, caller: str | None, desired: str | None) -> tuple[str | None, str | None]:
+    """(source compression, target compression) of one layer; None: not a known layer type,
+    copied untouched."""
+    if not is_layer_media_type(mt):
+        return None, None
+    c_in = layer_compression(mt)
+    if desired == "none":
+        return c_in, "none"
+    if caller:
+        return c_in, caller
+    if desired in ("gzip", "zstd"):
+        return c_in, (c_in if c_in != "none" else desired)
+    return c_in, c_in
+
+
+# ------------------------------------------------------------------------------------------
+# Copying
+# ------------------------------------------------------------------------------------------
+
+
+class _Copier:
+    def __init__(self, src_ref, dst_ref, src: ImageSource, dst: ImageDestination, *, fmt, compression,
+                 remove_signatures: bool, progress: Progress | None):
+        self.src_ref = src_ref
+        self.dst_ref = dst_ref
+        self.src = src
+        self.dst = dst
+        self.fmt = fmt
+        self.compression = compression
+        self.remove_signatures = remove_signatures
+        self.progress = progress
+        self.supported = list(dst.supported_manifest_types() or [])
+        self.desired = dst.desired_layer_compression()
+        self.where = f"copying {src_ref} to {dst_ref}"
+
+    # -- one image ------------------------------------------------------------------------
+
+    def copy_single(self, raw: bytes, instance_digest: str | None, signatures: list[bytes],
+                    requested_fmt: str | None) -> CopyResult:
+        m = parse_manifest(raw)
+        if not isinstance(m, Manifest):  # pragma: no cover - callers handle indexes
+            raise ImageError(f"{self.where}: nested image indexes are not supported")
+        target_fmt = _target_format(m, requested_fmt, self.supported, self.where)
+        plans = [_layer_plan(l.media_type, self.compression, self.desired) for l in m.layers]
+        if target_fmt == FORMAT_V2S2:
+            for i, (_, c_out) in enumerate(plans):
+                if c_out == "zstd":
+                    raise InvalidArgument(
+                        f"{self.where}: layer {i} would be zstd-compressed, which a Docker v2s2 "
+                        "manifest cannot describe; use the oci format or gzip compression"
+                    )
+        will_change = target_fmt != m.format or any(a != b for a, b in plans)
+        if signatures and will_change:
+            raise ImageError(
+                f"{self.where}: the image has signatures and its manifest must change "
+                "(format conversion or recompression), which would invalidate them; "
+                "remove the signatures to copy it"
+            )
+
+        # Config first into memory (verified, bounded), put after the layers.
+        cfg_what = f"{self.src_ref}: config {m.config.digest}"
+        config_raw = _read_verified(self.src, m.config, MAX_CONFIG_SIZE, cfg_what)
+        diff_ids: list[str | None] = [None] * len(m.layers)
+        if m.config.media_type in (MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_DOCKER_CONFIG):
+            cfg = parse_image_config(config_raw)
+            ids = list(cfg["rootfs"].get("diff_ids") or [])
+            if len(ids) != len(m.layers):
+                raise ImageError(
+                    f"{self.where}: the config lists {len(ids)} diff_ids for {len(m.layers)} layers"
+                )
+            diff_ids = ids
+
+        new_layers: list[Descriptor] = []
+        for i, (layer, (c_in, c_out), diff_id) in enumerate(zip(m.layers, plans, diff_ids)):
+            new_layers.append(self._copy_layer(i, layer, c_in, c_out, diff_id))
+
+        if not self.dst.has_blob(m.config.digest, m.config.size):
+            self.dst.put_blob(io.BytesIO(config_raw), m.config.digest, m.config.size,
+                              m.config.media_type, is_config=True)
+
+        if target_fmt == m.format and all(
+            a.media_type == b.media_type and a.digest == b.digest and a.size == b.size
+            for a, b in zip(m.layers, new_layers)
+        ):
+            out = raw
+        else:
+            out = build_manifest(m.config, new_layers, target_fmt, annotations=m.annotations)
+        if out != raw and signatures:
+            raise ImageError(f"{self.where}: the manifest changed while copying; the signatures would be invalid")
+        out_mt = MEDIA_TYPE_OCI_MANIFEST if target_fmt == FORMAT_OCI else MEDIA_TYPE_DOCKER_MANIFEST
+        if out == raw:
+            out_mt = m.media_type
+        dg = manifest_digest(out)
+        self.dst.put_manifest(out, out_mt, dg if instance_digest is not None else None)
+        if signatures:
+            self.dst.put_signatures(signatures, dg if instance_digest is not None else None)
+        return CopyResult(dg, out, out_mt, m.config.digest)
+
+    def _copy_layer(self, i: int, layer: Descriptor, c_in: str | None, c_out: str | None,
+                    diff_id: str | None) -> Descriptor:
+        what = f"{self.src_ref}: layer {i} ({layer.digest})"
+        if layer.urls and is_foreign_layer(layer.media_type) and self.dst.accepts_foreign_layers():
+            return layer
+        same = c_in == c_out
+        if same and c_in == "none" and diff_id is not None and layer.digest != diff_id:
+            raise ImageError(f"{self.where}: {what} is uncompressed but its digest is not the config's diff_id {diff_id}")
+
+        def with_type(digest: str, size: int, compression: str | None) -> Descriptor:
+            mt = layer.media_type
+            if compression is not None and c_in is not None and compression != c_in:
+                fmt = FORMAT_V2S2 if mt.startswith("application/vnd.docker.") and compression != "zstd" else FORMAT_OCI
+                mt = layer_media_type(fmt, compression, foreign=is_foreign_layer(mt))
+            return Descriptor(mt, digest, size, layer.urls, layer.annotations)
+
+        if same or self.compression is None:
+            reused = self.dst.reuse_blob(layer.digest, layer.size, layer.media_type,
+                                         layer_index=i, diff_id=diff_id)
+            if reused is not None:
+                dg, size = reused
+                if dg == layer.digest:
+                    return with_type(dg, size, c_in)
+                if diff_id is not None and dg == diff_id:
+                    return with_type(dg, size, "none")
+                return with_type(dg, size, c_out)
+        if same:
+            if self.dst.has_blob(layer.digest, layer.size):
+                return with_type(layer.digest, layer.size, c_in)
+        elif c_out == "none" and diff_id is not None:
+            # The uncompressed blob may be there already (a layer shared by two images of one
+            # docker archive): its digest is the diff_id.
+            plain_mt = with_type(diff_id, 0, "none").media_type
+            reused = self.dst.reuse_blob(diff_id, None, plain_mt, layer_index=i, diff_id=diff_id)
+            if reused is not None:
+                dg, size = reused
+                if size is None or size < 0:
+                    size = self._uncompressed_size(layer, diff_id, what)
+                return with_type(dg, size, "none")
+
+        stream, _ = self.src.get_blob(layer.digest, layer.size, layer.media_type)
+        try:
+            verified = VerifyingReader(stream, layer.digest, layer.size, what, self.progress, layer.digest)
+            if same:
+                dg, size = self.dst.put_blob(verified, layer.digest, layer.size, layer.media_type,
+                                             layer_index=i, diff_id=diff_id)
+                verified.finish()
+                return with_type(dg, size, c_in)
+            # Detect the compression from the bytes: some tools label uncompressed layers as
+            # gzip (docker-archive sources in containers/image do).
+            plain = open_decompressed(verified)
+            un = VerifyingReader(plain, diff_id, None, f"{what} uncompressed content (diff_id)")
+            if c_out == "none":
+                out_stream, out_digest = un, diff_id
+            else:
+                out_stream, out_digest = CompressingReader(un, c_out), None
+            out_mt = with_type("sha256:" + "0" * 64, 0, c_out).media_type
+            try:
+                dg, size = self.dst.put_blob(out_stream, out_digest, None, out_mt,
+                                             layer_index=i, diff_id=diff_id)
+                un.finish()
+            except InvalidLayer:
+                # Corrupt compressed data: if the blob does not match its digest, say that.
+                if not verified.done:
+                    verified.finish()
+                raise
+            verified.finish()
+            return with_type(dg, size, c_out)
+        finally:
+            stream.close()
+
+    def _uncompressed_size(self, layer: Descriptor, diff_id: str, what: str) -> int:
+        """The size of a layer's uncompressed content (streamed and verified, not stored)."""
+        stream, _ = self.src.get_blob(layer.digest, layer.size, layer.media_type)
+        try:
+            verified = VerifyingReader(stream, layer.digest, layer.size, what)
+            un = VerifyingReader(open_decompressed(verified), diff_id, None, f"{what} uncompressed content (diff_id)")
+            un.finish()
+            verified.finish()
+            return un.size
+        finally:
+            stream.close()
+
+    # -- indexes --------------------------------------------------------------------------
+
+    def copy_index(self, index: Index, raw: bytes, signatures: list[bytes]) -> CopyResult:
+        if self.supported and not any(t in INDEX_MEDIA_TYPES for t in self.supported):
+            raise TransportError(
+                f"{self.where}: the destination cannot store image indexes (manifest lists); "
+                "copy a single image instead of all of them"
+            )
+        if self.fmt:
+            idx_fmt = self.fmt
+        elif not self.supported or index.media_type in self.supported:
+            idx_fmt = index.format
+        else:
+            idx_fmt = next(f for f in map(_format_of_type, (t for t in self.supported if t in INDEX_MEDIA_TYPES)) if f)
+        requested = self.fmt or (idx_fmt if idx_fmt != index.format else None)
+        results: list[CopyResult] = []
+        entries: list[Descriptor] = []
+        for n, d in enumerate(index.manifests):
+            if d.media_type in INDEX_MEDIA_TYPES:
+                raise ImageError(f"{self.where}: nested image indexes are not supported (entry {n})")
+            if d.size > MAX_MANIFEST_SIZE:
+                raise ImageError(f"{self.where}: manifest of instance {d.digest} is too large: {d.size} bytes")
+            inst_raw, _ = self.src.get_manifest(d.digest)
+            _check_manifest_digest(inst_raw, d.digest, f"manifest of instance {d.digest}")
+            sigs = [] if self.remove_signatures else self.src.get_signatures(d.digest)
+            res = self.copy_single(inst_raw, d.digest, sigs, requested)
+            results.append(res)
+            entries.append(Descriptor(res.media_type, res.manifest_digest, len(res.manifest),
+                                      d.urls, d.annotations, d.platform, d.artifact_type))
+        unchanged = idx_fmt == index.format and all(
+            a.digest == b.digest and a.media_type == b.media_type for a, b in zip(index.manifests, entries)
+        )
+        out = raw if unchanged else build_index(entries, idx_fmt, annotations=index.annotations)
+        if out != raw and signatures:
+            raise ImageError(
+                f"{self.where}: the image index has signatures and must change, which would invalidate them; "
+                "remove the signatures to copy it"
+            )
+        out_mt = index.media_type if unchanged else (MEDIA_TYPE_OCI_INDEX if idx_fmt == FORMAT_OCI else MEDIA_TYPE_DOCKER_MANIFEST_LIST)
+        self.dst.put_manifest(out, out_mt, None)
+        if signatures:
+            self.dst.put_signatures(signatures, None)
+        return CopyResult(manifest_digest(out), out, out_mt, None, results)
+
+
+def copy_image(
+    src_ref: ImageReference,
+    dst_ref: ImageReference,
+    ctx: SystemContext | None = None,
+    *,
+    policy_check: PolicyCheck | None = None,
+    format: str | None = None,
+    compression: str | None = None,
+    all_images: bool = False,
+    digestfile: str | None = None,
+    remove_signatures: bool = False,
+    progress: Progress | None = None,
+) -> CopyResult:
+    """Copy one image (or with *all_images* a whole index) from *src_ref* to *dst_ref*.
+
+    *policy_check* ``(src_ref, src, raw_manifest, signatures)`` is called before any blob is
+    read; it raises (PolicyDenied) or returns False to refuse. *format* (``"oci"``, ``"v2s2"``)
+    forces the manifest format; *compression* (``"gzip"``, ``"zstd"``, ``"none"``) recompresses
+    layers (a destination that needs uncompressed layers still gets them). The destination is
+    committed only when everything succeeded. Returns a :class:`CopyResult`.
+    """
+    ctx = ctx or SystemContext()
+    if format is not None and format not in _FORMATS:
+        raise InvalidArgument(f"unknown manifest format {format!r} (use oci or v2s2)")
+    if compression is not None and compression not in _COMPRESSIONS:
+        raise InvalidArgument(f"unknown compression {compression!r} (use gzip, zstd or none)")
+    remove_signatures = remove_signatures or ctx.remove_signatures
+    progress = progress or (None if ctx.quiet else ctx.progress)
+
+    src = src_ref.new_source(ctx)
+    try:
+        dst = dst_ref.new_destination(ctx)
+        try:
+            raw, mt = src.get_manifest()
+            if len(raw) > MAX_MANIFEST_SIZE:
+                raise ImageError(f"{src_ref}: manifest is too large: {len(raw)} bytes")
+            top = parse_manifest(raw, mt)
+            signatures = src.get_signatures()
+            if policy_check is not None:
+                verdict = policy_check(src_ref, src, raw, signatures)
+                if verdict is False:
+                    raise PolicyDenied(f"{src_ref}: the signature policy rejected the image")
+            copier = _Copier(src_ref, dst_ref, src, dst, fmt=format, compression=compression,
+                             remove_signatures=remove_signatures, progress=progress)
+            sigs = [] if remove_signatures else list(signatures)
+            if isinstance(top, Index):
+                if all_images:
+                    result = copier.copy_index(top, raw, sigs)
+                else:
+                    host = host_platform()
+                    os_ = ctx.os or host.os
+                    arch = ctx.arch or host.architecture
+                    variant = ctx.variant if (ctx.variant or ctx.arch) else host.variant
+                    d = top.choose(os_, arch, variant)
+                    if d.media_type in INDEX_MEDIA_TYPES:
+                        raise ImageError(f"{src_ref}: nested image indexes are not supported")
+                    if d.size > MAX_MANIFEST_SIZE:
+                        raise ImageError(f"{src_ref}: manifest {d.digest} is too large: {d.size} bytes")
+                    inst_raw, _ = src.get_manifest(d.digest)
+                    _check_manifest_digest(inst_raw, d.digest, f"{src_ref}: manifest {d.digest}")
+                    # The signatures sign the index, not this instance: they cannot be kept.
+                    inst_sigs = [] if remove_signatures else src.get_signatures(d.digest)
+                    result = copier.copy_single(inst_raw, None, inst_sigs, format)
+            else:
+                result = copier.copy_single(raw, None, sigs, format)
+            dst.commit()
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if digestfile:
+        with open(digestfile, "w") as f:
+            f.write(result.manifest_digest)
+    return result
