@@ -111,6 +111,7 @@ SCHEMA: dict[str, Key] = {
         Key("init_path", "str", lambda: "/usr/bin/catatonit", "init binary used by --init and pod infra"),
         Key("registries_conf", "str", lambda: "/etc/containers/registries.conf", "registries.conf (v2) path"),
         Key("signature_policy", "str", lambda: "/etc/containers/policy.json", "signature policy path"),
+        Key("registries_d", "str", lambda: "/etc/containers/registries.d", "registries.d directory (signature storage)"),
         Key("log_level", "str", lambda: "warn", "logging level", LOG_LEVELS),
         Key("disabled_plugins", "list", lambda: [], "general plugins (kpod.plugins entry points) not to load"),
     )

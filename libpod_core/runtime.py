@@ -111,7 +111,7 @@ class Runtime:
         from .transports import SystemContext
 
         ctx = SystemContext(config=self.config, registries_conf=self.config.registries_conf,
-                            signature_policy=self.config.signature_policy)
+                            signature_policy=self.config.signature_policy, registries_d=self.config.registries_d)
         for k, v in kw.items():
             if v is not None:
                 setattr(ctx, k, v)

@@ -437,3 +437,14 @@ image.add_command(load, "load")
 image.add_command(save, "save")
 
 
+def _registry_commands():
+    from . import cmd_registry
+
+    image.add_command(cmd_registry.pull, "pull")
+    image.add_command(cmd_registry.push, "push")
+    image.add_command(cmd_registry.trust, "trust")
+
+
+_registry_commands()
+
+

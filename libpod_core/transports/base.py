@@ -30,6 +30,7 @@ class SystemContext:
     variant: str | None = None              #: --variant / --platform
     signature_policy: str | None = None     #: --signature-policy
     registries_conf: str | None = None
+    registries_d: str | None = None         #: registries.d directory (signature lookaside)
     timeout: float = 60.0                   #: network timeout per request (seconds)
     progress: Callable[[str, int, int | None], None] | None = None  #: (blob digest, done, total)
     quiet: bool = False
