@@ -503,3 +503,73 @@ class DigestReader(io.RawIOBase):
                 f"digest mismatch: expected {self.expected_digest}, got {actual}"
             )
         return actual
+
+
+class ReadAhead(io.RawIOBase):
+    """Reads *inner* in a background thread, *depth* chunks ahead (bounded memory).
+
+    Layer pipelines put the network read, digest checks, decompression and the layer-cache
+    compression (which release the GIL) on one core while the caller extracts files on the
+    other. An exception in the reader thread is raised by the next :meth:`read`.
+    """
+
+    def __init__(self, inner, chunk: int = CHUNK_SIZE, depth: int = 8) -> None:
+        import queue
+        import threading
+
+        self._inner = inner
+        self._q: "queue.Queue" = queue.Queue(maxsize=depth)
+        self._buf = b""
+        self._eof = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(chunk,), name="kpod-readahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, chunk: int) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._inner.read(chunk)
+                self._q.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._q.put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self._buf]
+            self._buf = b""
+            while not self._eof:
+                parts.append(self._next())
+            return b"".join(parts)
+        while not self._buf and not self._eof:
+            self._buf = self._next()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def _next(self) -> bytes:
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        if not item:
+            self._eof = True
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        # unblock the producer if it waits on a full queue
+        while self._thread.is_alive():
+            try:
+                self._q.get_nowait()
+            except Exception:
+                self._thread.join(0.05)
+        super().close()

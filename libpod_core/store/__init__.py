@@ -198,10 +198,6 @@ class _TeeReader:
     def readable(self) -> bool:
         return True
 
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
 
 class ImageStore:
     """Layers and images on top of the selected storage driver."""
@@ -345,7 +341,7 @@ class ImageStore:
         """Create a layer on *parent* from a tar *stream* (plain/gzip/zstd), or an empty
         read-write layer when *stream* is None. Returns the row. On any failure nothing
         remains."""
-        from ..digest import open_decompressed
+        from ..digest import ReadAhead, open_decompressed
 
         lid = new_id()
         with self.db.write() as tx:
@@ -365,9 +361,14 @@ class ImageStore:
                 with open(tmp_cache, "wb") as raw_cache:
                     cctx = zstandard.ZstdCompressor(level=1)
                     with cctx.stream_writer(raw_cache, closefd=False) as zw:
-                        tee = _TeeReader(open_decompressed(stream), zw)
-                        result = self.hook.storage_apply_diff(layer_id=lid, parent_id=parent, stream=tee)
-                        tee.drain()
+                        # fetch + verify + inflate + cache in a second thread, extract in this one
+                        tee = ReadAhead(_TeeReader(open_decompressed(stream), zw))
+                        try:
+                            result = self.hook.storage_apply_diff(layer_id=lid, parent_id=parent, stream=tee)
+                            while tee.read(1 << 20):
+                                pass
+                        finally:
+                            tee.close()
                 size, diff_id = result.size, result.diff_id
                 if expected_diff_id and diff_id != expected_diff_id:
                     raise DigestMismatch(
