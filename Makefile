@@ -36,6 +36,8 @@ $(PIP_STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) | deps
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	$(PY) -m pip install -q --disable-pip-version-check $(addprefix -e ,$(PLUGIN_DIRS))
+	@# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every kpod run would recompile.
+	$(PY) -m compileall -q libpod_core $(PLUGIN_DIRS) >/dev/null
 	@touch $@
 
 venv: deps $(PIP_STAMP)
@@ -57,7 +59,7 @@ bench: venv
 	@missing=$$(for p in $(BENCH_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build *.egg-info plugins/*/*.egg-info plugins/*/build .pytest_cache

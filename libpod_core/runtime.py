@@ -40,6 +40,7 @@ class Runtime:
         self._plugins = None
         self._db = None
         self._images = None
+        self._containers = None
 
     def _resolve_runtime_path(self) -> None:
         """``runtime`` may be a path: use the driver named after the file, with that path."""
@@ -105,6 +106,24 @@ class Runtime:
 
             self._images = ImageStore(self)
         return self._images
+
+    @property
+    def containers(self):
+        """The containers of this store (:class:`libpod_core.containers.ContainerManager`)."""
+        if self._containers is None:
+            from .containers import ContainerManager
+
+            self._containers = ContainerManager(self)
+        return self._containers
+
+    def pull_image(self, name: str, policy: str = "missing"):
+        """Pull *name* for ``create``/``run --pull`` (through the signature policy)."""
+        import sys
+
+        from .pull import pull
+
+        log = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
+        return pull(self, name, quiet=log is None, log=log)[0]
 
     def system_context(self, **kw: Any):
         """A transport SystemContext carrying this runtime's configuration."""

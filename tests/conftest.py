@@ -21,8 +21,11 @@ class Kpod:
         self.runroot = str(tmp_path / "run")
         self.cni_dir = str(tmp_path / "cni")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KPOD_")}
-        self.env["HOME"] = str(tmp_path / "home")  # no user config file
+        self.env["HOME"] = str(tmp_path / "home")
         self.env.update(env or {})
+        # The user config keeps tests off the host's registries.conf, policy.json and
+        # registries.d: no short name ever resolves to a registry on the internet.
+        isolate_registries(tmp_path, os.path.join(self.env["HOME"], ".config", "kpod", "kpod.yaml"))
         self.global_args = ["--root", self.graphroot, "--runroot", self.runroot, "--cni-config-dir", self.cni_dir]
 
     def __call__(self, *args, check=True, input=None, timeout=120, env=None, global_args=True):
@@ -38,6 +41,18 @@ class Kpod:
         if check and proc.returncode != 0:
             raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
+
+
+def isolate_registries(tmp_path, config_path):
+    d = tmp_path / "containers"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "registries.conf").write_text("unqualified-search-registries = []\n")
+    (d / "policy.json").write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
+    (d / "registries.d").mkdir(exist_ok=True)
+    os.makedirs(os.path.dirname(config_path), exist_ok=True)
+    with open(config_path, "w") as f:
+        f.write(f"registries_conf: {d}/registries.conf\nsignature_policy: {d}/policy.json\n"
+                f"registries_d: {d}/registries.d\n")
 
 
 @pytest.fixture

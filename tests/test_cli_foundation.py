@@ -97,8 +97,9 @@ def test_config_file_env_and_flag_precedence(kpod, tmp_path):
 
 def test_user_config_file_is_read(kpod, tmp_path):
     user = tmp_path / "home" / ".config" / "kpod"
-    user.mkdir(parents=True)
-    (user / "kpod.yaml").write_text("storage_driver: vfs\n")
+    user.mkdir(parents=True, exist_ok=True)
+    with open(user / "kpod.yaml", "a") as f:
+        f.write("storage_driver: vfs\n")
     info = json.loads(kpod("info", "--format", "json").stdout)
     assert info["store"]["graphDriverName"] == "vfs"
     assert info["config"]["settings"]["storage_driver"]["source"].endswith("/.config/kpod/kpod.yaml")

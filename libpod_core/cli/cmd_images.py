@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..errors import InvalidArgument, KpodError, NotFound
+from ..errors import InvalidArgument, NotFound
 from .formatting import human_size, render_many, table, time_ago, to_json
 
 
@@ -124,10 +124,7 @@ def untag(state, image, names):
 
 def _container_remover(rt):
     def remove(cid):
-        try:
-            rt.containers.remove(cid, force=True)
-        except AttributeError:
-            raise KpodError(f"image is used by container {cid[:12]}") from None
+        rt.containers.get(cid).remove(force=True)
 
     return remove
 
@@ -207,6 +204,14 @@ def history(state, image, human, no_trunc, quiet, fmt):
         return
     click.echo(table(["ID", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
                      [[v["ID"], v["Created"], v["CreatedBy"], v["Size"], v["Comment"]] for v in view]))
+
+
+def inspect_data(rt, img):
+    """The image inspect document (also used by ``kpod inspect``)."""
+    from .. import images as imgs
+
+    data = _graph_data(rt, img.top_layer) if img.top_layer else {}
+    return imgs.inspect(rt.images, img, rt.plugins.driver_name("storage"), data)
 
 
 def inspect_images(rt, names, fmt):

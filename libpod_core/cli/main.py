@@ -18,6 +18,21 @@ from ..errors import EXIT_ENGINE, KpodError
 # name -> (module under libpod_core.cli, attribute, one-line help shown by `kpod --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     # Each area adds its commands here; the module is imported only when the command runs.
+    "container": ("cmd_containers", "container", "Manage containers"),
+    "create": ("cmd_containers", "create", "Create but do not start a container"),
+    "inspect": ("cmd_containers", "inspect", "Display the configuration of containers and images"),
+    "kill": ("cmd_containers", "kill", "Send a signal to one or more running containers"),
+    "logs": ("cmd_containers", "logs", "Fetch the logs of one or more containers"),
+    "pause": ("cmd_containers", "pause", "Pause all the processes in one or more containers"),
+    "ps": ("cmd_containers", "ps", "List containers"),
+    "rename": ("cmd_containers", "rename", "Rename an existing container"),
+    "restart": ("cmd_containers", "restart", "Restart one or more containers"),
+    "rm": ("cmd_containers", "rm", "Remove one or more containers"),
+    "run": ("cmd_containers", "run", "Run a command in a new container"),
+    "start": ("cmd_containers", "start", "Start one or more containers"),
+    "stop": ("cmd_containers", "stop", "Stop one or more containers"),
+    "unpause": ("cmd_containers", "unpause", "Unpause the processes in one or more containers"),
+    "wait": ("cmd_containers", "wait", "Wait for containers to stop and print their exit codes"),
     "history": ("cmd_images", "history", "Show the history of an image"),
     "image": ("cmd_images", "image", "Manage images"),
     "images": ("cmd_images", "images", "List images in local storage"),
@@ -189,8 +204,9 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: list[str]) -> int:
     debug = _wants_debug(args)
     try:
-        cli.main(args=args, prog_name="kpod", standalone_mode=False)
-        return 0
+        rv = cli.main(args=args, prog_name="kpod", standalone_mode=False)
+        # click returns (not raises) the code of a click.exceptions.Exit without standalone mode
+        return rv if type(rv) is int else 0
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:

@@ -301,6 +301,7 @@ class ImageStore:
             tx.execute("DELETE FROM layers WHERE id = ?", (layer_id,))
         self.hook.storage_remove(layer_id=layer_id)
         _unlink(self.cache_path(layer_id))
+        _unlink(self.cache_path(layer_id) + ".tmp")  # a write a killed process left
 
     # -- layers ---------------------------------------------------------------------------
     def cache_path(self, layer_id: str) -> str:

@@ -11,10 +11,15 @@ from ..config import Config
 
 def make_config(tmp_path: str, **overrides: Any) -> Config:
     """A Config with graphroot/runroot (and CNI dir) under *tmp_path* and no config files."""
+    empty = os.path.join(str(tmp_path), "no-registries.conf")
+    if not os.path.exists(empty):
+        with open(empty, "w") as f:  # never resolve a short name to a registry on the internet
+            f.write("unqualified-search-registries = []\n")
     values = {
         "graphroot": os.path.join(str(tmp_path), "graph"),
         "runroot": os.path.join(str(tmp_path), "run"),
         "cni_config_dir": os.path.join(str(tmp_path), "cni"),
+        "registries_conf": empty,
     }
     values.update(overrides)
     return Config.load(system_file="", user_file="", environ={}, overrides=values, override_source="test")

@@ -1,0 +1,289 @@
+"""Driving conmon, the per-container monitor (protocol in docs/notes-conmon.md).
+
+kpod spawns one conmon per container. conmon double-forks (the process kpod starts exits as
+soon as the monitor is running), runs ``<runtime> create`` itself, reports the container's
+init PID (or the runtime's error) on the *sync pipe*, then holds the container's stdio, writes
+the k8s-file log, serves the attach socket, records the exit code in ``<exit dir>/<ID>`` and
+runs kpod's *exit command* (``kpod ... container cleanup ID``) when the container exits. No
+Python process stays behind.
+
+Everything here is mechanism; the container logic (state, locks, cleanup) is in
+:mod:`libpod_core.containers`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, RuntimeFailure
+
+#: how long to wait for conmon's first line on the sync pipe
+SYNC_TIMEOUT = 60.0
+
+# Attach socket packet prefixes (conmon -> client).
+STREAM_STDOUT = 2
+STREAM_STDERR = 3
+
+
+@dataclass
+class ConmonOptions:
+    """Everything conmon needs for one container (see docs/notes-conmon.md)."""
+
+    conmon_path: str
+    container_id: str
+    name: str
+    runtime_path: str
+    runtime_args: Sequence[str]
+    bundle: str                      #: dir with config.json; conmon puts attach, ctl, winsz here
+    pid_file: str                    #: the runtime's --pid-file (container init PID)
+    conmon_pid_file: str             #: the monitor's PID
+    log_path: str                    #: k8s-file log
+    exit_dir: str                    #: exit code lands in EXIT_DIR/<container ID>
+    persist_dir: str                 #: also gets exit and oom files
+    socket_dir: str                  #: attach socket at SOCKET_DIR/<container ID>/attach
+    exit_command: Sequence[str] = ()  #: argv; [0] must be absolute (execv)
+    tty: bool = False
+    stdin: bool = False
+    log_level: str = "warning"
+    log_size_max: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        cid = self.container_id
+        args = [
+            self.conmon_path, "--api-version", "1",
+            "-c", cid, "-u", cid, "-n", self.name,
+            "-r", self.runtime_path, "-b", self.bundle,
+            "-p", self.pid_file, "-P", self.conmon_pid_file,
+            "-l", f"k8s-file:{self.log_path}",
+            "--exit-dir", self.exit_dir, "--persist-dir", self.persist_dir,
+            "--socket-dir-path", self.socket_dir,
+            "--log-level", self.log_level,
+        ]
+        for a in self.runtime_args:
+            args += ["--runtime-arg", a]
+        if self.exit_command:
+            args += ["--exit-command", self.exit_command[0]]
+            for a in self.exit_command[1:]:
+                args += ["--exit-command-arg", a]
+        if self.tty:
+            args.append("-t")
+        if self.stdin:
+            args.append("-i")
+        if self.log_size_max:
+            args += ["--log-size-max", str(self.log_size_max)]
+        return args
+
+
+def classify_runtime_error(message: str) -> int:
+    """Map the runtime's create error (from the sync pipe) to podman's exit codes:
+    127 command not found, 126 cannot invoke, else 125."""
+    low = message.lower()
+    if "permission denied" in low or "not permitted" in low or "exec format error" in low or "is a directory" in low:
+        return EXIT_CANNOT_INVOKE
+    if ("not found" in low or "no such file" in low) and ("exec" in low or "executable" in low or "stat" in low):
+        return EXIT_NOT_FOUND
+    return EXIT_ENGINE
+
+
+def _clean_message(message: str) -> str:
+    """The runtime's message without logrus decoration (``time=... level=error msg="..."``)."""
+    import re
+
+    lines = [l.strip() for l in message.splitlines() if l.strip()]
+    out = []
+    for line in lines:
+        m = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+        out.append(m.group(1).replace('\\"', '"') if m else line)
+    return "; ".join(out) if out else "container create failed"
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    """Read one line from *fd* without reading past it (the monitor keeps the pipe open)."""
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeFailure("conmon did not report the container's PID in time")
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            continue
+        chunk = os.read(fd, 1)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if chunk == b"\n":
+            return bytes(buf)
+
+
+def spawn(opts: ConmonOptions) -> tuple[int, int]:
+    """Start conmon for a created (not started) container.
+
+    Returns ``(container init PID, conmon monitor PID)``. A runtime failure raises
+    :class:`RuntimeFailure` with the runtime's message and the exit code 125/126/127.
+    """
+    sync_r, sync_w = os.pipe()
+    start_r, start_w = os.pipe()
+    env = dict(os.environ)
+    env.update(opts.env)
+    env["_OCI_SYNCPIPE"] = str(sync_w)
+    env["_OCI_STARTPIPE"] = str(start_r)
+    try:
+        with tempfile.TemporaryFile() as err:
+            try:
+                # conmon writes some files (an "oom" marker) to its working directory: the bundle
+                proc = subprocess.Popen(opts.argv(), pass_fds=(sync_w, start_r), env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=err, close_fds=True,
+                                        start_new_session=True, cwd=opts.bundle)
+            except OSError as exc:
+                raise RuntimeFailure(f"cannot run conmon {opts.conmon_path}: {exc.strerror}") from None
+            finally:
+                os.close(sync_w)
+                os.close(start_r)
+            try:
+                os.write(start_w, b"0")
+            except OSError:
+                pass
+            os.close(start_w)
+            start_w = -1
+            try:
+                rc = proc.wait(timeout=SYNC_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise RuntimeFailure("conmon did not start in time") from None
+            line = b""
+            if rc == 0:
+                line = _read_line(sync_r, SYNC_TIMEOUT)
+            if rc != 0 or not line:
+                err.seek(0)
+                text = err.read().decode(errors="replace").strip()
+                raise RuntimeFailure(f"conmon failed (exit status {rc}): {_clean_message(text) if text else 'no message'}")
+    finally:
+        if start_w != -1:
+            os.close(start_w)
+        os.close(sync_r)
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise RuntimeFailure(f"conmon: unexpected reply on the sync pipe: {line[:200]!r}") from None
+    pid = reply.get("data", -1)
+    if not isinstance(pid, int) or pid < 0:
+        message = _clean_message(str(reply.get("message") or "container create failed"))
+        code = classify_runtime_error(message)
+        suffix = {EXIT_NOT_FOUND: ": OCI runtime attempted to invoke a command that was not found",
+                  EXIT_CANNOT_INVOKE: ": OCI runtime permission denied error"}.get(code, "")
+        raise RuntimeFailure(message + suffix, exit_code=code)
+    conmon_pid = read_pid(opts.conmon_pid_file) or 0
+    return pid, conmon_pid
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_exit_file(path: str) -> int | None:
+    """The exit code conmon wrote at *path*, or None if not (yet) written."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def process_alive(pid: int | None, container_id: str | None = None, name: str = "conmon") -> bool:
+    """True if *pid* is a live process (not a zombie) whose command line is *name* for
+    this container (a recycled PID does not count)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        state = stat[stat.rindex(b")") + 2: stat.rindex(b")") + 3]
+        if state in (b"Z", b"X"):
+            return False
+        if container_id is None:
+            return True
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    if not argv or name.encode() not in os.path.basename(argv[0]):
+        return False
+    return container_id.encode() in argv
+
+
+def _short_path(path: str) -> tuple[str, int | None]:
+    """An AF_UNIX-usable path for *path*: through /proc/self/fd when it is too long."""
+    if len(path.encode()) < 100:
+        return path, None
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{os.path.basename(path)}", fd
+
+
+def attach_socket_path(socket_dir: str, container_id: str) -> str:
+    return os.path.join(socket_dir, container_id, "attach")
+
+
+def connect_attach(path: str, timeout: float = 10.0) -> socket.socket:
+    """Connect to a conmon attach socket (SOCK_SEQPACKET), whatever the path's length."""
+    short, fd = _short_path(path)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                s.connect(short)
+                return s
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure(f"cannot attach: conmon's attach socket {path} is not there") from None
+                time.sleep(0.01)
+            except OSError as exc:
+                s.close()
+                raise RuntimeFailure(f"cannot attach to {path}: {exc.strerror}") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def resize(bundle: str, rows: int, cols: int) -> None:
+    """Resize the container's terminal through conmon's control FIFO."""
+    write_ctl(bundle, f"1 {rows} {cols}\n")
+
+
+def reopen_logs(bundle: str) -> None:
+    write_ctl(bundle, "2 0 0\n")
+
+
+def write_ctl(bundle: str, message: str) -> None:
+    path = os.path.join(bundle, "ctl")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, message.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,1712 @@
+"""Containers: the model, the ``containers`` table and the lifecycle.
+
+    rt = Runtime(...)
+    c = rt.containers.create(CreateOptions(image="busybox", command=["sh", "-c", "exit 3"]))
+    c.start()
+    print(c.wait())          # 3
+    c.remove(force=True)
+
+Where things live (``<id>`` is the 64-hex-digit container ID):
+
+* ``<graphroot>/kpod.db`` table ``containers``: one row per container (create options as
+  JSON, state columns). Names are UNIQUE in the table.
+* ``<graphroot>/containers/<id>/``: ``config.json`` (the OCI spec made at create) and
+  ``ctr.log`` (conmon's k8s-file log; kept across reboots).
+* ``<runroot>/containers/<id>/``: the OCI bundle conmon and the runtime use (``config.json``
+  with the mounted rootfs and the hooks, ``pidfile``, ``conmon.pid``, ``attach``, ``ctl``,
+  ``exit``, ``oom``, and ``hostname``/``hosts``/``resolv.conf`` bind-mounted into the
+  container).
+* ``<runroot>/exits/<id>``: conmon's exit file; ``<runroot>/socket/<id>``: conmon's link to
+  the attach socket; ``<runroot>/locks/ctr-<id>.lock``: the per-container flock.
+
+States (column ``status``): ``configured`` (created, nothing running), ``created`` (conmon
+and the runtime hold a created container), ``running``, ``paused``, ``stopped`` (the process
+exited, cleanup pending), ``exited`` (cleaned up). ``configured``/``created`` show as
+"Created", ``stopped``/``exited`` as "Exited".
+
+The database is the record; reality is re-read when it matters: conmon's exit file means the
+process exited; a missing ``<runroot>/containers/<id>`` means a reboot (running containers
+read as exited); a dead conmon without an exit file means the monitor was lost: the
+container is killed and reads as exited. Every state change happens under the container's
+flock, after re-reading the row.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import signal as _signal
+import sqlite3
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from . import conmon as conmon_mod
+from .errors import (
+    AlreadyExists,
+    ContainerStateError,
+    InvalidArgument,
+    KpodError,
+    NotFound,
+)
+from .state import FileLock, register_schema
+from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+register_schema(
+    "containers",
+    SCHEMA_VERSION,
+    """
+    CREATE TABLE IF NOT EXISTS containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT REFERENCES images(id),
+        image_name TEXT,
+        layer_id TEXT REFERENCES layers(id) ON DELETE CASCADE,
+        config TEXT NOT NULL,
+        spec_path TEXT,
+        runtime TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'configured',
+        pid INTEGER NOT NULL DEFAULT 0,
+        conmon_pid INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        oom_killed INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        restart_policy TEXT NOT NULL DEFAULT 'no',
+        restart_max INTEGER NOT NULL DEFAULT 0,
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        stopped_by_user INTEGER NOT NULL DEFAULT 0,
+        mounted INTEGER NOT NULL DEFAULT 0,
+        mount_point TEXT
+    );
+    CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
+    CREATE INDEX IF NOT EXISTS containers_by_layer ON containers(layer_id);
+    CREATE TABLE IF NOT EXISTS container_exits (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        exit_code INTEGER NOT NULL,
+        oom_killed INTEGER NOT NULL DEFAULT 0,
+        finished_at REAL NOT NULL
+    )
+    """,
+)
+
+#: statuses in which conmon may be alive
+ACTIVE = ("created", "running", "paused")
+#: how long removed containers' exit codes are kept (for ``wait`` and ``run --rm``)
+EXIT_CODE_TTL = 600.0
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+PULL_POLICIES = ("always", "missing", "never", "newer")
+DEFAULT_STOP_TIMEOUT = 10
+CGROUP_PARENT = "/kpod"
+
+
+# ---------------------------------------------------------------------------------------
+# create options
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class CreateOptions:
+    """What ``kpod create``/``kpod run`` collected. Stored (as JSON) with the container."""
+
+    image: str
+    command: list[str] | None = None
+    name: str | None = None
+    entrypoint: str | list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    group_add: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    tty: bool = False
+    interactive: bool = False
+    volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    memory: str | None = None
+    memory_swap: str | None = None
+    memory_reservation: str | None = None
+    cpus: str | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None
+    ulimits: list[str] = field(default_factory=list)
+    shm_size: str | None = None
+    sysctls: dict[str, str] = field(default_factory=dict)
+    oom_score_adj: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    init: bool = False
+    restart: str = "no"
+    pull: str = "missing"
+    network: str | None = None
+    #: network name -> per-network options (bridge networking; used by a network provider)
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: port mappings: dicts with host_ip, host_port, container_port, protocol
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    rm: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    create_command: list[str] = field(default_factory=list)
+
+
+def parse_restart(policy: str | None) -> tuple[str, int]:
+    """``no``/``always``/``unless-stopped``/``on-failure[:N]`` -> (name, max retries)."""
+    text = (policy or "no").strip()
+    name, sep, count = text.partition(":")
+    if name not in RESTART_POLICIES or (sep and name != "on-failure"):
+        raise InvalidArgument(f"invalid restart policy {text!r}: must be no, always, unless-stopped or on-failure[:N]")
+    if sep:
+        if not count.isdigit():
+            raise InvalidArgument(f"invalid restart policy {text!r}: the retry count must be a number >= 0")
+        return name, int(count)
+    return name, 0
+
+
+def parse_env_file(path: str) -> list[str]:
+    """``--env-file``: KEY=VALUE lines; ``#`` comments and blank lines skipped; a bare KEY
+    takes kpod's own value."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InvalidArgument(f"env file {path}: {exc.strerror}") from None
+    out = []
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, _ = line.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"env file {path} line {n}: invalid variable {line!r}")
+        if not sep and key not in os.environ:
+            continue
+        out.append(line if sep else f"{key}={os.environ[key]}")
+    return out
+
+
+def parse_security_opts(opts: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"no_new_privileges": False, "seccomp": None}
+    for raw in opts:
+        so = raw.strip()
+        key, sep, value = so.replace(":", "=", 1).partition("=") if "=" in so or ":" in so else (so, "", "")
+        if key == "no-new-privileges":
+            if not sep or value in ("true", "1"):
+                out["no_new_privileges"] = True
+            elif value in ("false", "0"):
+                out["no_new_privileges"] = False
+            else:
+                raise InvalidArgument(f"invalid --security-opt {raw!r}: no-new-privileges takes true or false")
+        elif key == "seccomp" and sep and value:
+            out["seccomp"] = value
+        elif key in ("label", "apparmor") and sep and value in ("disable", "unconfined"):
+            continue  # no SELinux/AppArmor confinement is applied by kpod
+        else:
+            raise InvalidArgument(
+                f"invalid --security-opt {raw!r}: expected no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"
+            )
+    return out
+
+
+_ADJ = ("admiring", "brave", "clever", "dazzling", "eager", "festive", "gallant", "happy", "jolly", "keen",
+        "loving", "modest", "nifty", "optimistic", "peaceful", "quirky", "relaxed", "serene", "trusting",
+        "upbeat", "vibrant", "wizardly", "youthful", "zealous", "bold", "calm", "charming", "elegant")
+_NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov",
+         "hamilton", "curie", "noether", "shannon", "babbage", "goldberg", "kernighan", "mccarthy", "perlman",
+         "wozniak", "allen", "backus", "cerf", "engelbart", "feynman", "lamport", "milner", "pike", "stallman")
+
+
+def random_name() -> str:
+    return f"{random.choice(_ADJ)}_{random.choice(_NOUN)}"
+
+
+def _config_with(config, **values):
+    """A copy of a Config with some values replaced (another runtime for one container)."""
+    new = copy.copy(config)
+    new.__dict__["_values"] = dict(config.__dict__["_values"])
+    new.__dict__["_sources"] = dict(config.__dict__["_sources"])
+    new.__dict__["files"] = list(config.__dict__["files"])
+    new.merge(values, "container")
+    return new
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_atomic(path: str, data: str | bytes, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------
+# the manager: rt.containers
+# ---------------------------------------------------------------------------------------
+
+class ContainerManager:
+    """The containers of one store (``Runtime.containers``)."""
+
+    def __init__(self, runtime) -> None:
+        self.rt = runtime
+        self.config = runtime.config
+        self.db = runtime.db
+        self._ensure_schema()
+        self.graphroot = self.config.graphroot
+        self.runroot = self.config.runroot
+        self.static_root = os.path.join(self.graphroot, "containers")
+        self.run_root = os.path.join(self.runroot, "containers")
+        self.exit_dir = os.path.join(self.runroot, "exits")
+        self.socket_dir = os.path.join(self.runroot, "socket")
+        self.lock_dir = os.path.join(self.runroot, "locks")
+        #: ``pull(name, policy) -> Image``; None until the image commands wire one in
+        #: (``Runtime.pull_image`` is used when it exists).
+        self.puller: Callable[[str, str], Any] | None = getattr(runtime, "pull_image", None)
+        #: bridge networking: an object with ``setup(container) -> dict`` (returning at
+        #: least ``{"netns": path}``) and ``teardown(container)``; None = only none/host.
+        self.network_provider = getattr(runtime, "container_network_provider", None)
+        self._runtime_hooks: dict[str, Any] = {}
+        if self.db.one("SELECT 1 FROM operations LIMIT 1"):
+            self.images.cleanup_leftovers()  # the store removes what killed commands left
+
+
+    def _ensure_schema(self) -> None:
+        if getattr(self.db, "_kpod_containers_schema", False):
+            return
+        have = {r["area"]: r["version"] for r in self.db.read("SELECT area, version FROM schema_versions")}
+        if have.get("containers", 0) < SCHEMA_VERSION or "images" not in have:
+            self.db._migrate()  # the database was opened before this module registered its schema
+        self.db._kpod_containers_schema = True
+
+    # -- plumbing -----------------------------------------------------------------------
+    @property
+    def images(self):
+        return self.rt.images
+
+    @property
+    def storage(self):
+        self.rt.plugins.driver("storage")
+        return self.rt.hook
+
+    def runtime_name(self) -> str:
+        self.rt.plugins.driver("runtime")
+        return self.rt.plugins.driver_name("runtime")
+
+    def runtime_hook(self, name: str | None = None):
+        """The hook relay whose runtime driver is *name* (the container's own runtime)."""
+        current = self.runtime_name()
+        if name is None or name == current:
+            return self.rt.hook
+        if name not in self._runtime_hooks:
+            from .plugins import PluginManager
+
+            pm = PluginManager(_config_with(self.config, runtime=name))
+            pm.driver("runtime")
+            self._runtime_hooks[name] = pm.hook
+        return self._runtime_hooks[name]
+
+    def event(self, name: str, container: "Container") -> None:
+        """Tell general plugins about a lifecycle event (never fatal)."""
+        try:
+            self.rt.plugins.load_general()
+            self.rt.hook.container_event(event=name, container=container.summary())
+        except Exception as exc:  # noqa: BLE001 - documented: plugin failures are logged
+            log.warning("container_event %s for %s: %s", name, container.id[:12], exc)
+
+    def exit_command(self, container: "Container") -> list[str]:
+        """``kpod <global args> container cleanup [--rm] ID`` for conmon's --exit-command."""
+        kpod = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "kpod")
+        if not os.access(kpod, os.X_OK):
+            kpod = shutil.which("kpod") or kpod
+        cfg = self.config
+        args = [kpod, "--root", cfg.graphroot, "--runroot", cfg.runroot, "--runtime", container.runtime,
+                "--storage-driver", cfg.storage_driver]
+        for opt in cfg.storage_opts:
+            args += ["--storage-opt", opt]
+        from .config import SYSTEM_CONFIG, user_config_path
+
+        for f in cfg.files:
+            if f not in (SYSTEM_CONFIG, user_config_path()):
+                args += ["--config", f]
+        if cfg.conmon_path:
+            args += ["--conmon", self.conmon_path()]
+        args += ["--cni-config-dir", cfg.cni_config_dir, "--network-backend", cfg.network_backend]
+        for d in cfg.hooks_dirs:
+            args += ["--hooks-dir", d]
+        args += ["--log-level", cfg.log_level]
+        args += ["container", "cleanup"]
+        if container.config.get("rm"):
+            args.append("--rm")
+        args.append(container.id)
+        return args
+
+    def conmon_path(self) -> str:
+        return self.config.find_executable(self.config.conmon_path, "conmon", "conmon_path")
+
+    # -- lookup -------------------------------------------------------------------------
+    # containers whose create is still in progress (their layer is owned by an operation)
+    # are not visible yet
+    _VISIBLE = "layer_id NOT IN (SELECT id FROM layers WHERE owner IS NOT NULL)"
+
+    def _rows(self, where: str = "", params: tuple = ()) -> list[sqlite3.Row]:
+        cond = f"WHERE {self._VISIBLE}"
+        if where.startswith("WHERE "):
+            cond += " AND " + where[6:]
+        elif where:
+            cond += " " + where
+        return self.db.read(f"SELECT * FROM containers {cond}", params)
+
+    def get(self, name_or_id: str) -> "Container":
+        """By full ID, name, or unique ID prefix."""
+        if not name_or_id:
+            raise NotFound('no container with name or ID "" found: no such container')
+        rows = self._rows("WHERE (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1",
+                          (name_or_id, name_or_id, name_or_id))
+        row = rows[0] if rows else None
+        if row is None and re.fullmatch(r"[0-9a-f]{1,63}", name_or_id):
+            rows = self._rows("WHERE id LIKE ?", (name_or_id + "%",))
+            if len(rows) > 1:
+                raise InvalidArgument(f'more than one container matches "{name_or_id}": use more of the ID')
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f'no container with name or ID "{name_or_id}" found: no such container')
+        return Container(self, row)
+
+    def exists(self, name_or_id: str) -> bool:
+        try:
+            self.get(name_or_id)
+            return True
+        except NotFound:
+            return False
+
+    def list(self) -> list["Container"]:
+        return [Container(self, r) for r in self._rows("ORDER BY created_at DESC")]
+
+    def latest(self) -> "Container":
+        rows = self._rows("ORDER BY created_at DESC LIMIT 1")
+        if not rows:
+            raise NotFound("no containers to act on (--latest)")
+        return Container(self, rows[0])
+
+    def recorded_exit(self, cid: str) -> tuple[int, bool] | None:
+        row = self.db.one("SELECT exit_code, oom_killed FROM container_exits WHERE id = ?", (cid,))
+        return (row["exit_code"], bool(row["oom_killed"])) if row else None
+
+    # -- images -------------------------------------------------------------------------
+    def resolve_image(self, name: str, policy: str = "missing"):
+        """The image for *name* under the pull *policy*; ``(image, stored name)``."""
+        if policy not in PULL_POLICIES:
+            raise InvalidArgument(f"invalid pull policy {policy!r}: must be always, missing, never or newer")
+        store = self.images
+        img = None if policy == "always" and self.puller else store.find(name)
+        if img is None:
+            if policy == "never" or self.puller is None:
+                raise NotFound(f"{name}: image not known")
+            img = self.puller(name, policy)
+        shown = img.id
+        try:
+            candidates = store.name_candidates(name)
+        except KpodError:
+            candidates = []
+        for cand in candidates:
+            if cand in img.names:
+                shown = cand
+                break
+        else:
+            if img.names and not img.id.startswith(name.replace("sha256:", "")):
+                shown = img.names[0]
+        return img, shown
+
+    # -- create -------------------------------------------------------------------------
+    def create(self, opts: CreateOptions, *, keep_mounted: bool = False) -> "Container":
+        """Create a container: its read-write layer, its row and its OCI spec, all or nothing.
+
+        The layer and the row are made under one store operation that finishes only when
+        everything exists; a kill -9 in between leaves rows the next command removes.
+        """
+        from . import specgen
+
+        opts = copy.deepcopy(opts)
+        # cheap validation first: nothing is created for bad input
+        if opts.name is not None and not NAME_RE.match(opts.name):
+            raise InvalidArgument(f"invalid container name {opts.name!r}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        policy, max_retries = parse_restart(opts.restart)
+        if opts.rm and policy != "no":
+            raise InvalidArgument('the --rm option conflicts with --restart, when the restart policy is not "" and "no"')
+        if opts.memory not in (None, ""):
+            specgen.parse_size(opts.memory, what="memory")
+        secopts = parse_security_opts(opts.security_opt)
+        env_from_files: list[str] = []
+        for path in opts.env_files:
+            env_from_files += parse_env_file(path)
+        net_mode = self._network_mode(opts)
+        for u in opts.ulimits:
+            specgen.parse_ulimit(u)
+        if opts.stop_signal:
+            from .oci import signal_number
+
+            try:
+                signal_number(opts.stop_signal)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+
+        img, image_name = self.resolve_image(opts.image, opts.pull)
+        image_config = img.config
+        inner = image_config.get("config") or {}
+        if not opts.stop_signal and inner.get("StopSignal"):
+            opts.stop_signal = inner["StopSignal"]
+        runtime = self.runtime_name()
+        store = self.images
+        cid = secrets.token_hex(32)
+        lock = FileLock(os.path.join(self.lock_dir, f"ctr-{cid}.lock"))
+        lock.acquire(exclusive=True)
+        op = None
+        row_made = False
+        c: Container | None = None
+        try:
+            with store.shared():
+                op = store.operation(f"create container {cid[:12]}")
+                layer = store.create_layer(op, img.top_layer, None, kind="container")
+                conf = asdict(opts)
+                conf.update(env_from_files=env_from_files, network_mode=net_mode, restart_policy=policy,
+                            restart_max=max_retries, image_id=img.id)
+                now = time.time()
+                for attempt in range(20):
+                    name = opts.name or random_name() + ("" if attempt < 5 else f"_{secrets.token_hex(2)}")
+                    try:
+                        with self.db.write() as tx:
+                            tx.execute(
+                                "INSERT INTO containers(id, name, image_id, image_name, layer_id, config, runtime, status, "
+                                "created_at, restart_policy, restart_max) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                                (cid, name, img.id, image_name, layer["id"], json.dumps(conf), runtime, "configured",
+                                 now, policy, max_retries),
+                            )
+                        break
+                    except sqlite3.IntegrityError as exc:
+                        if "name" not in str(exc):
+                            raise
+                        if opts.name:
+                            other = self.db.one("SELECT id FROM containers WHERE name = ?", (name,))
+                            raise AlreadyExists(
+                                f'creating container storage: the container name "{name}" is already in use by '
+                                f'{other["id"] if other else "another container"}. You have to remove that container '
+                                "to be able to reuse that name: that name is already in use"
+                            ) from None
+                else:
+                    raise KpodError("could not pick a free random container name")
+                row_made = True
+                c = Container(self, self.db.one("SELECT * FROM containers WHERE id = ?", (cid,)))
+                c._lock_depth = 1  # we hold its lock
+                c._lock = lock
+                os.makedirs(c.static_dir, mode=0o700, exist_ok=True)
+                rootfs = c.mount()
+                c.write_etc_files()
+                spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs)
+                _write_atomic(c.spec_template, json.dumps(spec), 0o600)
+                args = spec["process"]["args"]
+                if opts.init:
+                    args = args[2:]
+                conf["args"] = args
+                with self.db.write() as tx:
+                    tx.execute("UPDATE containers SET spec_path = ?, config = ? WHERE id = ?",
+                               (c.spec_template, json.dumps(conf), cid))
+                c.reload()
+                if not keep_mounted:
+                    c.unmount()
+                op.finish()
+        except BaseException:
+            if c is not None:
+                try:
+                    c.unmount()
+                except Exception:  # noqa: BLE001
+                    pass
+                shutil.rmtree(os.path.join(self.static_root, cid), ignore_errors=True)
+                shutil.rmtree(os.path.join(self.run_root, cid), ignore_errors=True)
+            if row_made:
+                with self.db.write() as tx:
+                    tx.execute("DELETE FROM containers WHERE id = ?", (cid,))
+            if op is not None:
+                try:
+                    op.abort()
+                except Exception:  # noqa: BLE001 - the next command's leftover cleanup retries
+                    pass
+            lock.release()
+            _unlink(lock.path)
+            raise
+        c._lock_depth = 0
+        c._lock = None
+        lock.release()
+        self.event("create", c)
+        return c
+
+    def _network_mode(self, opts: CreateOptions) -> str:
+        mode = (opts.network or ("bridge" if self.network_provider else "none")).strip()
+        if mode in ("none", "host"):
+            return mode
+        if mode.startswith("ns:") or mode.startswith("container:"):
+            raise InvalidArgument(f"network mode {mode!r} is not supported yet (use none or host)")
+        if self.network_provider is None:
+            raise InvalidArgument(
+                f"network mode {mode!r} is not supported yet: no network backend is wired to containers "
+                "(use --network none or host)"
+            )
+        if mode != "bridge" and mode not in opts.networks:
+            opts.networks[mode] = {}
+        return "bridge"
+
+    def _generate_spec(self, c: "Container", opts: CreateOptions, secopts: dict, env_from_files: list[str],
+                       image_config: dict, rootfs: str) -> dict:
+        from . import specgen
+
+        net = c.config.get("network_mode", "none")
+        so = specgen.SpecOptions(
+            command=opts.command,
+            entrypoint=opts.entrypoint,
+            env=[*env_from_files, *opts.env],
+            workdir=opts.workdir,
+            user=opts.user,
+            group_add=opts.group_add,
+            hostname=c.hostname,
+            tty=opts.tty,
+            stdin=opts.interactive,
+            read_only=opts.read_only,
+            cap_add=opts.cap_add,
+            cap_drop=opts.cap_drop,
+            privileged=opts.privileged,
+            no_new_privileges=secopts["no_new_privileges"],
+            seccomp=secopts["seccomp"],
+            volumes=opts.volumes,
+            mounts=opts.mounts,
+            tmpfs=opts.tmpfs,
+            shm_size=opts.shm_size,
+            hosts_file=c.hosts_path,
+            resolv_conf=c.resolv_path,
+            hostname_file=c.hostname_path,
+            memory=opts.memory,
+            memory_swap=opts.memory_swap,
+            memory_reservation=opts.memory_reservation,
+            cpus=opts.cpus,
+            cpu_shares=opts.cpu_shares,
+            cpuset_cpus=opts.cpuset_cpus,
+            cpuset_mems=opts.cpuset_mems,
+            pids_limit=opts.pids_limit,
+            ulimits=[*self.config.default_ulimits, *opts.ulimits],
+            oom_score_adj=opts.oom_score_adj,
+            cgroups_path=f"{CGROUP_PARENT}/{c.id}",
+            network="host" if net == "host" else "none" if net == "none" else "private",
+            sysctls=opts.sysctls,
+            annotations=opts.annotations,
+            init=opts.init,
+            init_path=self.config.init_path if opts.init else None,
+        )
+        return specgen.generate_spec(so, image_config, rootfs)
+
+    # -- maintenance --------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Remove leftovers of killed commands: container layers without a container, and
+        container directories without a row. Returns how many things were removed."""
+        n = 0
+        store = self.images
+        rows = self.db.read(
+            "SELECT id FROM layers WHERE kind = 'container' AND owner IS NULL AND "
+            "id NOT IN (SELECT layer_id FROM containers WHERE layer_id IS NOT NULL)"
+        )
+        with store.shared():
+            for r in rows:
+                try:
+                    store._delete_layer(r["id"])
+                    n += 1
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("removing leftover layer %s: %s", r["id"], exc)
+        ids = {r["id"] for r in self.db.read("SELECT id FROM containers")}
+        for base in (self.static_root, self.run_root):
+            try:
+                names = os.listdir(base)
+            except FileNotFoundError:
+                continue
+            for d in names:
+                if re.fullmatch(r"[0-9a-f]{64}", d) and d not in ids:
+                    lock = FileLock(os.path.join(self.lock_dir, f"ctr-{d}.lock"))
+                    if not lock.acquire(blocking=False):
+                        continue  # being created right now
+                    try:
+                        if self.db.one("SELECT 1 FROM containers WHERE id = ?", (d,)) is None:
+                            shutil.rmtree(os.path.join(base, d), ignore_errors=True)
+                            n += 1
+                    finally:
+                        lock.release()
+        cutoff = time.time() - EXIT_CODE_TTL
+        with self.db.write() as tx:
+            tx.execute("DELETE FROM container_exits WHERE finished_at < ?", (cutoff,))
+        return n
+
+
+# ---------------------------------------------------------------------------------------
+# one container
+# ---------------------------------------------------------------------------------------
+
+class Container:
+    """One container: its row, its paths and its lifecycle operations."""
+
+    def __init__(self, mgr: ContainerManager, row: sqlite3.Row) -> None:
+        self.mgr = mgr
+        self._lock: FileLock | None = None
+        self._lock_depth = 0
+        self._inited_here = False
+        self._load(row)
+
+    def _load(self, row: sqlite3.Row) -> None:
+        self.row = dict(row)
+        self.id: str = row["id"]
+        self.name: str = row["name"]
+        self.config: dict[str, Any] = json.loads(row["config"])
+        self.runtime: str = row["runtime"]
+
+    def reload(self) -> None:
+        row = self.mgr.db.one("SELECT * FROM containers WHERE id = ?", (self.id,))
+        if row is None:
+            raise NotFound(f'no container with name or ID "{self.id}" found: no such container')
+        self._load(row)
+
+    def __getattr__(self, name: str) -> Any:
+        row = self.__dict__.get("row")
+        if row is not None and name in row:
+            return row[name]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return f"<Container {self.id[:12]} {self.name} {self.row.get('status')}>"
+
+    # -- paths --------------------------------------------------------------------------
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def static_dir(self) -> str:
+        return os.path.join(self.mgr.static_root, self.id)
+
+    @property
+    def rundir(self) -> str:
+        return os.path.join(self.mgr.run_root, self.id)
+
+    bundle = rundir
+
+    @property
+    def spec_template(self) -> str:
+        return os.path.join(self.static_dir, "config.json")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.static_dir, "ctr.log")
+
+    @property
+    def exit_file(self) -> str:
+        return os.path.join(self.mgr.exit_dir, self.id)
+
+    @property
+    def attach_path(self) -> str:
+        return conmon_mod.attach_socket_path(self.mgr.socket_dir, self.id)
+
+    @property
+    def hostname(self) -> str:
+        return self.config.get("hostname") or self.id[:12]
+
+    @property
+    def hosts_path(self) -> str:
+        return os.path.join(self.rundir, "hosts")
+
+    @property
+    def resolv_path(self) -> str:
+        return os.path.join(self.rundir, "resolv.conf")
+
+    @property
+    def hostname_path(self) -> str:
+        return os.path.join(self.rundir, "hostname")
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.mgr.lock_dir, f"ctr-{self.id}.lock")
+
+    # -- locking ------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, timeout: float | None = 600.0) -> Iterator["Container"]:
+        """Hold the container's flock and re-read its row (NotFound if it went away)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield self
+            finally:
+                self._lock_depth -= 1
+            return
+        lock = FileLock(self.lock_path)
+        lock.acquire(exclusive=True, timeout=timeout)
+        self._lock, self._lock_depth = lock, 1
+        try:
+            self.reload()
+            yield self
+        finally:
+            self._lock_depth = 0
+            self._lock = None
+            lock.release()
+
+    # -- summaries ------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """The container as plugins see it (events, OCI hooks)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "image": self.row.get("image_name"),
+            "image_id": self.row.get("image_id"),
+            "labels": dict(self.config.get("labels") or {}),
+            "annotations": dict(self.config.get("annotations") or {}),
+            "command": list(self.config.get("args") or []),
+            "status": self.row.get("status"),
+            "config": dict(self.config),
+        }
+
+    # -- state ----------------------------------------------------------------------------
+    def _runtime(self):
+        return self.mgr.runtime_hook(self.runtime)
+
+    def _update(self, **values: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self.mgr.db.write() as tx:
+            tx.execute(f"UPDATE containers SET {cols} WHERE id = ?", (*values.values(), self.id))
+        self.row.update(values)
+
+    def _read_exit(self) -> tuple[int, bool, float] | None:
+        code = conmon_mod.read_exit_file(self.exit_file)
+        if code is None:
+            code = conmon_mod.read_exit_file(os.path.join(self.rundir, "exit"))
+            if code is None:
+                return None
+            path = os.path.join(self.rundir, "exit")
+        else:
+            path = self.exit_file
+        try:
+            when = os.stat(path).st_mtime
+        except OSError:
+            when = time.time()
+        return code, os.path.exists(os.path.join(self.rundir, "oom")), when
+
+    def observe(self) -> dict[str, Any]:
+        """The current state without changing anything: ``status``, ``exit_code``,
+        ``oom_killed``, ``finished_at``, plus ``anomaly`` when a locked :meth:`sync` must
+        repair something (lost monitor, reboot)."""
+        st = {"status": self.row["status"], "exit_code": self.row["exit_code"],
+              "oom_killed": bool(self.row["oom_killed"]), "finished_at": self.row["finished_at"], "anomaly": None}
+        if st["status"] not in ACTIVE and st["status"] != "stopped":
+            return st
+        if not os.path.isdir(self.rundir):
+            st["anomaly"] = "reboot"
+            if st["status"] == "created":
+                st["status"] = "configured"
+            else:
+                st["status"] = "exited"
+            return st
+        if st["status"] == "stopped":
+            return st
+        ex = self._read_exit()
+        if ex is not None:
+            st.update(status="stopped", exit_code=ex[0], oom_killed=ex[1], finished_at=ex[2])
+            return st
+        if not conmon_mod.process_alive(self.row["conmon_pid"], self.id):
+            ex = self._read_exit()
+            if ex is not None:
+                st.update(status="stopped", exit_code=ex[0], oom_killed=ex[1], finished_at=ex[2])
+            else:
+                st.update(status="stopped", exit_code=self.row["exit_code"], anomaly="monitor lost")
+        return st
+
+    def sync(self) -> str:
+        """Bring the row up to date with reality (container lock held). Returns the status."""
+        assert self._lock_depth, "sync() needs the container lock"
+        st = self.observe()
+        if st["status"] == self.row["status"] and not st["anomaly"]:
+            return st["status"]
+        if st["anomaly"] == "reboot":
+            values = {"status": st["status"], "pid": 0, "conmon_pid": 0}
+            if st["status"] == "exited" and self.row["status"] != "stopped":
+                values.update(finished_at=self.row["finished_at"] or time.time())
+                if self.row["exit_code"] is None:
+                    values["exit_code"] = 255
+            self._update(**values)
+            return st["status"]
+        if st["anomaly"] == "monitor lost":
+            # conmon died without recording an exit: nobody holds this container's stdio or
+            # will record its exit, so it is stopped for good (killed if still running).
+            killed = False
+            try:
+                state = self._runtime().runtime_state(container_id=self.id)
+                if state and state.get("status") in ("running", "paused", "created"):
+                    self._kill_processes()
+                    killed = True
+            except KpodError as exc:
+                log.warning("%s: runtime state: %s", self.short_id, exc)
+            ex = self._read_exit()
+            if ex is not None:
+                code, oom, when = ex
+            else:
+                code, oom, when = (137 if killed else 255), False, time.time()
+            self._update(status="stopped", exit_code=code, oom_killed=int(oom), finished_at=when, pid=0,
+                         error="conmon (the container's monitor) died; the container was stopped")
+            return "stopped"
+        self._update(status=st["status"], exit_code=st["exit_code"], oom_killed=int(st["oom_killed"]),
+                     finished_at=st["finished_at"])
+        return st["status"]
+
+    def state(self) -> str:
+        """The observed status (no lock, no writes)."""
+        return self.observe()["status"]
+
+    def refresh(self) -> str:
+        """Observed status; repairs anomalies under the lock when the lock is free."""
+        st = self.observe()
+        if not st["anomaly"]:
+            return st["status"]
+        lock = FileLock(self.lock_path)
+        if not lock.acquire(exclusive=True, blocking=False):
+            return st["status"]
+        self._lock, self._lock_depth = lock, 1
+        try:
+            self.reload()
+            return self.sync()
+        except NotFound:
+            return "removed"
+        finally:
+            self._lock_depth = 0
+            self._lock = None
+            lock.release()
+
+    # -- storage --------------------------------------------------------------------------
+    def mount(self) -> str:
+        """Mount the rootfs once for this container (idempotent; lock held)."""
+        storage = self.mgr.storage
+        if self.row["mounted"]:
+            mp = storage.storage_mounted(layer_id=self.layer_id)
+            if mp:
+                return mp
+            self._update(mounted=0)  # recorded but gone (reboot): take a fresh reference
+        path = storage.storage_mount(layer_id=self.layer_id, mount_label="")
+        self._update(mounted=1, mount_point=path)
+        return path
+
+    def unmount(self, force: bool = False) -> None:
+        if not self.row["mounted"] and not force:
+            return
+        self.mgr.storage.storage_unmount(layer_id=self.layer_id, force=force)
+        self._update(mounted=0)
+
+    # -- files ------------------------------------------------------------------------------
+    def write_etc_files(self) -> None:
+        os.makedirs(self.rundir, mode=0o700, exist_ok=True)
+        net = self.config.get("network_mode", "none")
+        hostname = self.hostname
+        _write_atomic(self.hostname_path, hostname + "\n")
+        if net == "host":
+            try:
+                with open("/etc/hosts") as f:
+                    hosts = f.read()
+            except OSError:
+                hosts = ""
+            if hosts and not hosts.endswith("\n"):
+                hosts += "\n"
+            hosts += f"127.0.1.1\t{hostname} {self.name}\n"
+        else:
+            hosts = ("127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4\n"
+                     "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n"
+                     f"127.0.1.1\t{hostname} {self.name}\n")
+        _write_atomic(self.hosts_path, hosts)
+        _write_atomic(self.resolv_path, resolv_conf(net))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def init(self, console_size: tuple[int, int] | None = None) -> None:
+        """Prepare the bundle and hand the container to conmon (created, not started).
+        *console_size* (rows, columns) sets the terminal size of a ``tty`` container."""
+        with self.locked():
+            status = self.sync()
+            if status in ACTIVE:
+                return
+            if status == "stopped":
+                self._cleanup_locked()
+            if status in ("stopped", "exited"):
+                self._teardown()
+            self._init_locked(console_size)
+
+    def _init_locked(self, console_size: tuple[int, int] | None = None) -> None:
+        from .hooksdir import apply_hooks
+
+        mgr = self.mgr
+        for d in (mgr.exit_dir, mgr.socket_dir, self.static_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        rootfs = self.mount()
+        mounted_here = True
+        try:
+            self.write_etc_files()
+            with open(self.spec_template) as f:
+                spec = json.load(f)
+            spec["root"]["path"] = os.path.realpath(rootfs)
+            if console_size and spec["process"].get("terminal"):
+                spec["process"]["consoleSize"] = {"height": int(console_size[0]), "width": int(console_size[1])}
+            netns = None
+            if self.config.get("network_mode") == "bridge":
+                netns = self._network_setup()
+                for ns in spec["linux"]["namespaces"]:
+                    if ns["type"] == "network":
+                        ns["path"] = netns
+            mgr.rt.plugins.load_general()
+            apply_hooks(spec, self.summary(), dirs=mgr.config.hooks_dirs,
+                        has_bind_mounts=bool(self.config.get("volumes")) or any(
+                            "bind" in str(m) for m in self.config.get("mounts") or []),
+                        plugin_hook=mgr.rt.hook)
+            _write_atomic(os.path.join(self.bundle, "config.json"), json.dumps(spec), 0o600)
+            hook = self._runtime()
+            if any(os.path.exists(os.path.join(self.rundir, f)) for f in ("pidfile", "conmon.pid", "exit")):
+                # a previous init was interrupted (kpod killed): clear what it left running
+                self._kill_conmon()
+                try:
+                    hook.runtime_delete(container_id=self.id, force=True)
+                except KpodError as exc:
+                    log.info("%s: removing stale runtime state: %s", self.short_id, exc)
+            for p in (self.exit_file, os.path.join(self.rundir, "exit"), os.path.join(self.rundir, "oom"),
+                      os.path.join(self.rundir, "pidfile"), os.path.join(self.rundir, "conmon.pid"),
+                      os.path.join(mgr.socket_dir, self.id)):
+                _unlink(p)
+            path, gargs = hook.runtime_command()
+            env = hook.runtime_env() or {}
+            opts = conmon_mod.ConmonOptions(
+                conmon_path=mgr.conmon_path(), container_id=self.id, name=self.name, runtime_path=path,
+                runtime_args=list(gargs), bundle=self.bundle, pid_file=os.path.join(self.rundir, "pidfile"),
+                conmon_pid_file=os.path.join(self.rundir, "conmon.pid"), log_path=self.log_path,
+                exit_dir=mgr.exit_dir, persist_dir=self.rundir, socket_dir=mgr.socket_dir,
+                exit_command=mgr.exit_command(self), tty=bool(self.config.get("tty")),
+                stdin=bool(self.config.get("interactive")),
+                log_level="debug" if mgr.config.log_level == "debug" else "warning", env=env,
+            )
+            try:
+                pid, conmon_pid = conmon_mod.spawn(opts)
+            except BaseException:
+                try:
+                    hook.runtime_delete(container_id=self.id, force=True)
+                except KpodError:
+                    pass
+                raise
+        except BaseException:
+            if mounted_here:
+                try:
+                    self.unmount()
+                except Exception:  # noqa: BLE001
+                    pass
+            if self.config.get("network_mode") == "bridge":
+                self._network_teardown()
+            _unlink(self.exit_file)
+            raise
+        self._update(status="created", pid=pid, conmon_pid=conmon_pid, exit_code=None, oom_killed=0,
+                     finished_at=None, error=None, stopped_by_user=0)
+        self._inited_here = True
+        mgr.event("init", self)
+
+    def start(self) -> None:
+        """Start the container (initialising it first when needed)."""
+        with self.locked():
+            status = self.sync()
+            if status == "running":
+                return
+            if status == "paused":
+                raise ContainerStateError(f"cannot start paused container {self.id}: unpause it instead")
+            if status == "stopped":
+                self._cleanup_locked()
+            if status in ("stopped", "exited"):
+                self._teardown()
+                status = "configured"
+            if status == "configured":
+                self._init_locked()
+            elif status == "created" and not self._inited_here:
+                # initialised by an earlier command: it may have been started by one that died
+                state = self._runtime().runtime_state(container_id=self.id)
+                if state is None or state.get("status") == "stopped":
+                    self._kill_processes()
+                    self._teardown(force=True)
+                    self._update(status="configured", pid=0, conmon_pid=0)
+                    self._init_locked()
+                elif state.get("status") in ("running", "paused"):
+                    self._update(status=state["status"], started_at=self.row["started_at"] or time.time())
+                    return
+            try:
+                self._runtime().runtime_start(container_id=self.id)
+            except KpodError:
+                self._kill_processes()
+                self._teardown()
+                self._update(status="configured", pid=0, conmon_pid=0)
+                raise
+            self._update(status="running", started_at=time.time())
+        self.mgr.event("start", self)
+
+    def _wait_exit_file(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            if os.path.exists(self.exit_file):
+                return True
+            if not conmon_mod.process_alive(self.row["conmon_pid"], self.id):
+                return os.path.exists(self.exit_file)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def stop(self, timeout: int | None = None) -> None:
+        """SIGTERM (or the stop signal), then SIGKILL after *timeout* seconds."""
+        if timeout is None:
+            timeout = self.config.get("stop_timeout")
+            timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+        with self.locked(timeout=timeout + 600):
+            status = self.sync()
+            if status in ("configured", "exited"):
+                return
+            if status in ACTIVE:
+                self._update(stopped_by_user=1)
+                rt = self._runtime()
+                sig = self.config.get("stop_signal") or "TERM"
+                try:
+                    if status == "paused":
+                        rt.runtime_kill(container_id=self.id, signal="KILL", all_processes=True)
+                        rt.runtime_resume(container_id=self.id)
+                    elif status == "running" and timeout > 0:
+                        rt.runtime_kill(container_id=self.id, signal=sig, all_processes=False)
+                except KpodError as exc:
+                    log.info("%s: stop signal: %s", self.short_id, exc)
+                if status == "created" or timeout <= 0 or not self._wait_exit_file(timeout):
+                    self._kill_processes()
+                    self._wait_exit_file(10)
+                self.sync()
+            self._cleanup_locked(event="stop")
+
+    def _kill_processes(self) -> None:
+        """SIGKILL every process of the container (through the runtime; failing that, the
+        init process directly when /proc shows it is still this container's)."""
+        try:
+            rt = self._runtime()
+        except KpodError as exc:
+            log.warning("%s: runtime %s unavailable: %s", self.short_id, self.runtime, exc)
+            rt = None
+        if rt is not None:
+            for all_procs in (True, False):
+                try:
+                    rt.runtime_kill(container_id=self.id, signal="KILL", all_processes=all_procs)
+                    return
+                except KpodError as exc:
+                    log.info("%s: kill: %s", self.short_id, exc)
+        pid = self.row["pid"]
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                ours = self.id in f.read()
+        except (OSError, TypeError):
+            ours = False
+        if pid and ours:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except OSError:
+                pass
+
+    def kill(self, signal: str | int = "KILL") -> None:
+        from .oci import signal_number
+
+        try:
+            signum = signal_number(signal)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        with self.locked():
+            status = self.sync()
+            if status not in ("running", "paused"):
+                raise ContainerStateError(f"can only kill running containers. {self.id} is in state {display_state(status)}")
+            self._runtime().runtime_kill(container_id=self.id, signal=signum, all_processes=False)
+        self.mgr.event("kill", self)
+
+    def pause(self) -> None:
+        with self.locked():
+            status = self.sync()
+            if status != "running":
+                raise ContainerStateError(f'"{self.name}" is not running, can\'t pause: it is {display_state(status)}')
+            self._runtime().runtime_pause(container_id=self.id)
+            self._update(status="paused")
+        self.mgr.event("pause", self)
+
+    def unpause(self) -> None:
+        with self.locked():
+            status = self.sync()
+            if status != "paused":
+                raise ContainerStateError(f'"{self.name}" is not paused, can\'t unpause: it is {display_state(status)}')
+            self._runtime().runtime_resume(container_id=self.id)
+            self._update(status="running")
+        self.mgr.event("unpause", self)
+
+    def restart(self, timeout: int | None = None) -> None:
+        with self.locked():
+            if self.sync() in ACTIVE:
+                self.stop(timeout)
+            self._update(restart_count=0)
+            self.start()
+
+    def rename(self, new_name: str) -> None:
+        if not NAME_RE.match(new_name or ""):
+            raise InvalidArgument(f"invalid container name {new_name!r}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        with self.locked():
+            try:
+                self._update(name=new_name)
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f'the container name "{new_name}" is already in use: that name is already in use') from None
+            self.name = new_name
+        self.mgr.event("rename", self)
+
+    # -- cleanup and removal ------------------------------------------------------------------
+    def _conmon_pids(self) -> list[int]:
+        """Live conmon processes of this container (the recorded one and the pid file's)."""
+        pids = {self.row["conmon_pid"], conmon_mod.read_pid(os.path.join(self.rundir, "conmon.pid"))}
+        return [p for p in pids if p and conmon_mod.process_alive(p, self.id)]
+
+    def _kill_conmon(self) -> None:
+        for pid in self._conmon_pids():
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _teardown(self, force: bool = False) -> list[str]:
+        """Release what a run held: runtime state, rootfs mount, network, socket link.
+        With *force* errors are collected instead of raised."""
+        errors: list[str] = []
+
+        def attempt(what: str, fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001
+                if not force:
+                    raise
+                errors.append(f"{what}: {exc}")
+
+        if force:
+            attempt("kill conmon", self._kill_conmon)
+        attempt("runtime delete", lambda: self._runtime().runtime_delete(container_id=self.id, force=True))
+        if self.config.get("network_mode") == "bridge":
+            attempt("network teardown", self._network_teardown)
+        attempt("unmount", lambda: self.unmount(force=force))
+        _unlink(os.path.join(self.mgr.socket_dir, self.id))
+        if not errors:
+            # the run is over: its pid files no longer mean anything (see _init_locked)
+            for f in ("pidfile", "conmon.pid", "exit", "oom"):
+                _unlink(os.path.join(self.rundir, f))
+        return errors
+
+    def _cleanup_locked(self, event: str | None = None) -> None:
+        status = self.row["status"]
+        if status not in ("stopped", "exited"):
+            return
+        self._teardown()
+        code = self.row["exit_code"]
+        values: dict[str, Any] = {"status": "exited", "pid": 0}
+        if not self.row["finished_at"]:
+            values["finished_at"] = time.time()
+        self._update(**values)
+        _unlink(self.exit_file)
+        if status == "stopped":
+            self._record_exit(code if code is not None else 255, bool(self.row["oom_killed"]))
+            self.mgr.event("died", self)
+        if event:
+            self.mgr.event(event, self)
+
+    def _record_exit(self, code: int, oom: bool) -> None:
+        with self.mgr.db.write() as tx:
+            tx.execute("DELETE FROM container_exits WHERE finished_at < ?", (time.time() - EXIT_CODE_TTL,))
+            tx.execute(
+                "INSERT INTO container_exits(id, name, exit_code, oom_killed, finished_at) VALUES(?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET exit_code = excluded.exit_code, oom_killed = excluded.oom_killed, "
+                "finished_at = excluded.finished_at",
+                (self.id, self.name, code, int(oom), self.row["finished_at"] or time.time()),
+            )
+
+    def cleanup(self, remove: bool = False) -> None:
+        """conmon's exit command: record the exit, release resources, then ``--rm`` or the
+        restart policy."""
+        with self.locked():
+            status = self.sync()
+            if status not in ("stopped", "exited"):
+                return
+            self._cleanup_locked()
+            if remove or self.config.get("rm"):
+                self._remove_locked(force=True)
+                return
+            if self._should_restart():
+                count = self.row["restart_count"] + 1
+                time.sleep(min(0.1 * (2 ** min(count - 1, 6)), 2.0))
+                self._update(restart_count=count)
+                self.start()
+
+    def _should_restart(self) -> bool:
+        policy = self.row["restart_policy"]
+        if policy == "no" or self.row["stopped_by_user"]:
+            return False
+        if policy in ("always", "unless-stopped"):
+            return True
+        if policy == "on-failure":
+            code = self.row["exit_code"]
+            if not code:
+                return False
+            mx = self.row["restart_max"]
+            return mx == 0 or self.row["restart_count"] < mx
+        return False
+
+    def remove(self, force: bool = False, volumes: bool = False, timeout: int | None = None) -> None:
+        """Remove the container. With *force* a running (or half-created, or crashed)
+        container is killed and removed whatever state it is in."""
+        with self.locked():
+            try:
+                status = self.sync()
+            except Exception as exc:  # noqa: BLE001
+                if not force:
+                    raise
+                log.warning("%s: reading state: %s", self.short_id, exc)
+                status = "unknown"
+            if status in ACTIVE and not force:
+                raise ContainerStateError(
+                    f"cannot remove container {self.id} as it is {display_state(status)} - running or paused "
+                    "containers cannot be removed without force",
+                    exit_code=2,
+                )
+            if status in ACTIVE:
+                try:
+                    self.stop(timeout or 0)
+                except Exception as exc:  # noqa: BLE001 - whatever is left, removal kills it
+                    log.warning("%s: stop: %s", self.short_id, exc)
+                    try:
+                        self.reload()
+                    except NotFound:
+                        return
+            self._remove_locked(force=True)
+
+    def _remove_locked(self, force: bool) -> None:
+        status = self.row["status"]
+        if status in ACTIVE:
+            self._kill_processes()
+        errors = self._teardown(force=True)
+        for e in errors:
+            log.info("%s: removing: %s", self.short_id, e)
+        if status in ACTIVE or status == "stopped":
+            st = self.observe()
+            self._record_exit(st["exit_code"] if st["exit_code"] is not None else 137, bool(st["oom_killed"]))
+        store = self.mgr.images
+        with self.mgr.db.write() as tx:
+            tx.execute("DELETE FROM containers WHERE id = ?", (self.id,))
+        try:
+            with store.shared():
+                store._delete_layer(self.layer_id)
+        except Exception as exc:  # noqa: BLE001 - the layer row is swept later (container prune)
+            log.warning("%s: removing layer %s: %s", self.short_id, self.layer_id, exc)
+        shutil.rmtree(self.rundir, ignore_errors=True)
+        shutil.rmtree(self.static_dir, ignore_errors=True)
+        _unlink(self.exit_file)
+        _unlink(os.path.join(self.mgr.socket_dir, self.id))
+        self.row["status"] = "removed"
+        self.mgr.event("remove", self)
+        if self._lock is not None:
+            _unlink(self._lock.path)
+
+    # -- waiting ----------------------------------------------------------------------------
+    def wait(self, conditions: Sequence[str] = ("stopped",), interval: float = 0.05,
+             timeout: float | None = None) -> int:
+        """Block until the container reaches one of *conditions* (``stopped``/``exited``
+        wait for the process to exit). Returns the exit code (or -1 for other conditions)."""
+        wanted = set()
+        for cond in conditions:
+            cond = cond.strip().lower()
+            if cond in ("stopped", "exited"):
+                wanted |= {"stopped", "exited"}
+            elif cond in ("configured", "created"):
+                wanted |= {"configured", "created"}
+            elif cond in ("running", "paused"):
+                wanted.add(cond)
+            else:
+                raise InvalidArgument(f"invalid condition {cond!r}: expected created, running, paused, stopped or exited")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                self.reload()
+            except NotFound:
+                rec = self.mgr.recorded_exit(self.id)
+                if rec is not None and wanted & {"stopped", "exited"}:
+                    return rec[0]
+                raise
+            st = self.observe()
+            if st["anomaly"]:
+                if self.refresh() == "removed":
+                    continue
+                try:
+                    self.reload()
+                except NotFound:
+                    continue
+                st = self.observe()
+            if st["status"] in wanted:
+                if st["status"] in ("stopped", "exited"):
+                    code = st["exit_code"]
+                    return code if code is not None else -1
+                return -1
+            if deadline is not None and time.monotonic() > deadline:
+                raise KpodError(f"timed out waiting for container {self.short_id}")
+            time.sleep(delay)
+            delay = min(delay * 2, interval)
+
+    def exit_status(self) -> tuple[int | None, bool]:
+        st = self.observe()
+        return st["exit_code"], bool(st["oom_killed"])
+
+    # -- network --------------------------------------------------------------------------
+    def _network_setup(self) -> str:
+        provider = self.mgr.network_provider
+        if provider is None:
+            raise InvalidArgument("bridge networking is not available: no network backend is wired to containers")
+        result = provider.setup(self) or {}
+        netns = result.get("netns")
+        if not netns:
+            raise KpodError("the network provider returned no network namespace")
+        return netns
+
+    def _network_teardown(self) -> None:
+        provider = self.mgr.network_provider
+        if provider is not None:
+            provider.teardown(self)
+
+    # -- inspect ----------------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        try:
+            with open(self.spec_template) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+
+def display_state(status: str) -> str:
+    """podman's state names: created, running, paused, exited."""
+    return {"configured": "created", "created": "created", "stopped": "exited"}.get(status, status)
+
+
+def resolv_conf(network_mode: str) -> str:
+    """The container's resolv.conf: the host's; loopback name servers are dropped when the
+    container has its own network namespace (they would not answer there)."""
+    src = "/etc/resolv.conf"
+    try:
+        with open(src) as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    if network_mode == "host":
+        return text
+    lines = text.splitlines()
+    servers = [l for l in lines if l.split()[:1] == ["nameserver"]]
+    if servers and all(_is_loopback(l.split()[1]) for l in servers if len(l.split()) > 1):
+        try:
+            with open("/run/systemd/resolve/resolv.conf") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            pass
+    out = [l for l in lines if not (l.split()[:1] == ["nameserver"] and len(l.split()) > 1 and _is_loopback(l.split()[1]))]
+    if network_mode == "bridge" and not any(l.split()[:1] == ["nameserver"] for l in out):
+        out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _is_loopback(addr: str) -> bool:
+    return addr.startswith("127.") or addr == "::1"
+
+
+# ---------------------------------------------------------------------------------------
+# reports (inspect, ps)
+# ---------------------------------------------------------------------------------------
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def rfc3339(ts: float | None) -> str:
+    """podman's time format (RFC 3339 with nanoseconds and the local offset)."""
+    if not ts:
+        return ZERO_TIME
+    from datetime import datetime
+
+    dt = datetime.fromtimestamp(ts).astimezone()
+    frac = f"{ts % 1:.9f}"[2:]
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + frac + dt.strftime("%z")[:3] + ":" + dt.strftime("%z")[3:]
+
+
+def human_duration(seconds: float) -> str:
+    """go-units' HumanDuration, as podman prints it ("3 seconds", "About a minute")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(round(seconds / 3600))
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def human_size(size: float) -> str:
+    """go-units' HumanSize (decimal units, 4 significant digits): ``1.23MB``."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+def status_text(status: str, exit_code: int | None, started_at: float | None, finished_at: float | None,
+                now: float | None = None) -> str:
+    """podman ps's STATUS column: ``Up 3 seconds``, ``Exited (0) 2 seconds ago``, ``Created``."""
+    now = now or time.time()
+    if status in ("running",):
+        return f"Up {human_duration(now - (started_at or now))}"
+    if status == "paused":
+        return "Paused"
+    if status in ("stopped", "exited"):
+        code = exit_code if exit_code is not None else -1
+        return f"Exited ({code}) {human_duration(now - (finished_at or now))} ago"
+    if status in ("configured", "created"):
+        return "Created"
+    return status.capitalize()
+
+
+def _signal_name(sig: str | None) -> str:
+    from .oci import signal_number
+
+    try:
+        return _signal.Signals(signal_number(sig or "TERM")).name
+    except (ValueError, KeyError):
+        return str(sig)
+
+
+def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
+    """``kpod inspect`` data for one container, shaped like podman's."""
+    from . import specgen
+
+    mgr = c.mgr
+    st = c.observe()
+    status = st["status"]
+    conf = c.config
+    spec = c.spec()
+    proc = spec.get("process") or {}
+    linux = spec.get("linux") or {}
+    res = linux.get("resources") or {}
+    args = list(conf.get("args") or proc.get("args") or [])
+    driver = mgr.rt.plugins.driver_name("storage") or mgr.config.storage_driver
+    gd: dict[str, Any] = {}
+    try:
+        drv = mgr.rt.storage_driver
+        if driver == "overlay" and hasattr(drv, "layer_dir"):
+            d = drv.layer_dir(c.layer_id)
+            lowers = [os.path.join(drv.layer_dir(r["id"]), "diff")
+                      for r in reversed(mgr.images.layer_chain(mgr.images.layer(c.layer_id)["parent"]))]
+            gd = {"LowerDir": ":".join(lowers), "UpperDir": os.path.join(d, "diff"),
+                  "WorkDir": os.path.join(d, "work"), "MergedDir": os.path.join(d, "merged")}
+        elif hasattr(drv, "layer_dir"):
+            gd = {"MergedDir": os.path.join(drv.layer_dir(c.layer_id), "root")}
+    except Exception:  # noqa: BLE001 - layer gone: report what is known
+        gd = {}
+    mounts = []
+    for v in conf.get("volumes") or []:
+        try:
+            m = specgen.parse_volume(v)
+        except KpodError:
+            continue
+        o = m["options"]
+        mounts.append({"Type": "bind", "Source": m["source"], "Destination": m["destination"], "Driver": "",
+                       "Mode": "", "Options": [x for x in o if x in ("rbind", "bind", "nosuid", "nodev", "noexec")],
+                       "RW": "ro" not in o, "Propagation": next((x for x in o if "private" in x or "shared" in x
+                                                                 or "slave" in x), "rprivate")})
+    caps = proc.get("capabilities") or {}
+    mem = res.get("memory") or {}
+    cpu = res.get("cpu") or {}
+    pids = (res.get("pids") or {}).get("limit", 0)
+    tmpfs = {}
+    for t in conf.get("tmpfs") or []:
+        dest, _, o = t.partition(":")
+        tmpfs[dest] = o or "rw,noexec,nosuid,nodev"
+    nanocpus = 0
+    if cpu.get("quota") and cpu.get("period"):
+        nanocpus = int(cpu["quota"] * 1_000_000_000 // cpu["period"])
+    stop_timeout = conf.get("stop_timeout")
+    data: dict[str, Any] = {
+        "Id": c.id,
+        "Created": rfc3339(c.created_at),
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "OciVersion": spec.get("ociVersion", ""),
+            "Status": display_state(status),
+            "Running": status == "running",
+            "Paused": status == "paused",
+            "Restarting": False,
+            "OOMKilled": bool(st["oom_killed"]),
+            "Dead": False,
+            "Pid": c.pid if status in ACTIVE else 0,
+            "ConmonPid": c.conmon_pid if status in ACTIVE else 0,
+            "ExitCode": st["exit_code"] if st["exit_code"] is not None else 0,
+            "Error": c.error or "",
+            "StartedAt": rfc3339(c.started_at),
+            "FinishedAt": rfc3339(st["finished_at"]),
+        },
+        "Image": c.image_id,
+        "ImageName": c.image_name,
+        "Rootfs": "",
+        "Pod": "",
+        "ResolvConfPath": c.resolv_path,
+        "HostnamePath": c.hostname_path,
+        "HostsPath": c.hosts_path,
+        "StaticDir": c.static_dir,
+        "OCIConfigPath": os.path.join(c.bundle, "config.json"),
+        "OCIRuntime": c.runtime,
+        "ConmonPidFile": os.path.join(c.rundir, "conmon.pid"),
+        "PidFile": os.path.join(c.rundir, "pidfile"),
+        "Name": c.name,
+        "RestartCount": c.restart_count,
+        "Driver": driver,
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "EffectiveCaps": list(caps.get("effective") or []),
+        "BoundingCaps": list(caps.get("bounding") or []),
+        "ExecIDs": [],
+        "GraphDriver": {"Name": driver, "Data": gd},
+        "Mounts": mounts,
+        "Dependencies": [],
+        "NetworkSettings": {"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "Bridge": "",
+                            "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+                            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+                            "Networks": {n: {} for n in (conf.get("networks") or {})}},
+        "Namespace": "",
+        "IsInfra": False,
+        "Config": {
+            "Hostname": c.hostname,
+            "Domainname": "",
+            "User": conf.get("user") or "",
+            "AttachStdin": bool(conf.get("interactive")),
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": bool(conf.get("tty")),
+            "OpenStdin": bool(conf.get("interactive")),
+            "StdinOnce": False,
+            "Env": list(proc.get("env") or []),
+            "Cmd": conf.get("command"),
+            "Image": c.image_name,
+            "Volumes": None,
+            "WorkingDir": proc.get("cwd", "/"),
+            "Entrypoint": conf.get("entrypoint"),
+            "OnBuild": None,
+            "Labels": dict(conf.get("labels") or {}) or None,
+            "Annotations": dict(spec.get("annotations") or {}),
+            "StopSignal": _signal_name(conf.get("stop_signal")),
+            "CreateCommand": list(conf.get("create_command") or []),
+            "Umask": "0022",
+            "Timeout": 0,
+            "StopTimeout": DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
+        },
+        "HostConfig": {
+            "Binds": list(conf.get("volumes") or []),
+            "CgroupManager": "cgroupfs",
+            "CgroupMode": "host",
+            "CgroupParent": CGROUP_PARENT,
+            "ContainerIDFile": "",
+            "LogConfig": {"Type": "k8s-file", "Config": None, "Path": c.log_path},
+            "NetworkMode": conf.get("network_mode", "none"),
+            "PortBindings": {},
+            "RestartPolicy": {"Name": c.restart_policy if c.restart_policy != "no" else "",
+                              "MaximumRetryCount": c.restart_max},
+            "AutoRemove": bool(conf.get("rm")),
+            "CapAdd": list(conf.get("cap_add") or []),
+            "CapDrop": list(conf.get("cap_drop") or []),
+            "GroupAdd": list(conf.get("group_add") or []),
+            "OomScoreAdj": conf.get("oom_score_adj") or 0,
+            "Privileged": bool(conf.get("privileged")),
+            "ReadonlyRootfs": bool(conf.get("read_only")),
+            "SecurityOpt": list(conf.get("security_opt") or []),
+            "Tmpfs": tmpfs,
+            "ShmSize": 65536 * 1024 if not conf.get("shm_size") else specgen.parse_size(conf["shm_size"]),
+            "Runtime": "oci",
+            "CpuShares": cpu.get("shares", 0),
+            "CpuPeriod": cpu.get("period", 0),
+            "CpuQuota": cpu.get("quota", 0),
+            "NanoCpus": nanocpus,
+            "CpusetCpus": cpu.get("cpus", ""),
+            "CpusetMems": cpu.get("mems", ""),
+            "Memory": mem.get("limit", 0),
+            "MemoryReservation": mem.get("reservation", 0),
+            "MemorySwap": mem.get("swap", 0),
+            "PidsLimit": pids,
+            "Ulimits": [{"Name": r["type"], "Soft": r["soft"], "Hard": r["hard"]} for r in proc.get("rlimits") or []],
+            "Init": bool(conf.get("init")),
+            "Annotations": dict(conf.get("annotations") or {}),
+        },
+    }
+    if size:
+        data["SizeRw"], data["SizeRootFs"] = container_sizes(c)
+    return data
+
+
+def container_sizes(c: Container) -> tuple[int, int]:
+    """(bytes in the container's own layer, that plus the image's layers)."""
+    mgr = c.mgr
+    try:
+        rw = mgr.rt.hook.storage_layer_size(layer_id=c.layer_id) or 0
+    except Exception:  # noqa: BLE001
+        rw = 0
+    img = mgr.images.get_by_id(c.image_id) if c.image_id else None
+    return rw, rw + (img.size if img else 0)
