@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
@@ -166,6 +168,68 @@ class VerifyingReader(io.RawIOBase):
         return self.digest
 
 
+class ParallelGzip:
+    """A gzip compressor with the zlib ``compressobj`` interface that deflates 1 MiB blocks
+    on every core (pigz's scheme: each block is primed with the previous block's last 32 KiB
+    and ends with a sync flush, so the concatenation is one valid deflate stream).
+
+    zlib releases the GIL while it compresses, so blocks really run in parallel; the output
+    depends only on the input and the level, so a layer always compresses to the same blob
+    (a second push finds it in the registry)."""
+
+    BLOCK = 1 << 20
+    WINDOW = 1 << 15
+
+    def __init__(self, level: int = 6, workers: int | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.level = level
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kpod-gzip")
+        self.pending: list = []  # futures, in order
+        self.pending_input = bytearray()
+        self.prev_tail = b""
+        self.crc = 0
+        self.size = 0
+        self.header_done = False
+
+    def _deflate(self, block: bytes, dictionary: bytes, last: bool) -> bytes:
+        c = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, dictionary) if dictionary \
+            else zlib.compressobj(self.level, zlib.DEFLATED, -15, 9)
+        return c.compress(block) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        self.crc = zlib.crc32(block, self.crc)
+        self.size += len(block)
+        self.pending.append(self.pool.submit(self._deflate, block, self.prev_tail, last))
+        self.prev_tail = block[-self.WINDOW:]
+
+    def _collect(self, wait_all: bool) -> bytes:
+        out = []
+        if not self.header_done:
+            out.append(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03")  # no name, mtime 0, unix
+            self.header_done = True
+        while self.pending and (wait_all or self.pending[0].done() or len(self.pending) > 2 * self.workers):
+            out.append(self.pending.pop(0).result())
+        return b"".join(out)
+
+    def compress(self, data: bytes) -> bytes:
+        self.pending_input += data
+        # keep one block back: only flush() knows which block is the last
+        while len(self.pending_input) > self.BLOCK:
+            block = bytes(self.pending_input[: self.BLOCK])
+            del self.pending_input[: self.BLOCK]
+            self._submit(block, last=False)
+        return self._collect(False)
+
+    def flush(self) -> bytes:
+        self._submit(bytes(self.pending_input), last=True)
+        self.pending_input = bytearray()
+        out = self._collect(True)
+        self.pool.shutdown(wait=True)
+        return out + struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF)
+
+
 class CompressingReader(io.RawIOBase):
     """Compresses *inner* on the fly (``gzip`` via zlib, ``zstd`` via zstandard)."""
 
@@ -173,11 +237,12 @@ class CompressingReader(io.RawIOBase):
         super().__init__()
         self._inner = inner
         if compression == "gzip":
-            self._c = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
+            self._c = ParallelGzip(6 if level is None else level)
         elif compression == "zstd":
             import zstandard
 
-            self._c = zstandard.ZstdCompressor(level=3 if level is None else level).compressobj()
+            threads = min(4, os.cpu_count() or 1)
+            self._c = zstandard.ZstdCompressor(level=3 if level is None else level, threads=threads).compressobj()
         else:
             raise InvalidArgument(f"unsupported compression {compression!r}")
         self._buf = bytearray()
