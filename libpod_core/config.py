@@ -94,6 +94,8 @@ SCHEMA: dict[str, Key] = {
         ),
         Key("network_backend", "str", lambda: "cni", "network backend driver"),
         Key("default_network", "str", lambda: "kpod", "network used by --network bridge"),
+        Key("default_subnet", "str", lambda: "10.88.0.0/16", "subnet of the default network when kpod writes it"),
+        Key("default_bridge", "str", lambda: "kpod0", "bridge of the default network when kpod writes it"),
         Key("cni_config_dir", "str", lambda: "/etc/cni/net.d", "directory of CNI .conflist files"),
         Key(
             "cni_plugin_dirs",

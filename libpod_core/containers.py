@@ -165,6 +165,22 @@ class CreateOptions:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: port mappings: dicts with host_ip, host_port, container_port, protocol
     ports: list[dict[str, Any]] = field(default_factory=list)
+    # networking and pods (libpod_core.network, libpod_core.pods)
+    publish_all: bool = False                 #: -P: the image's ExposedPorts on free host ports
+    ip: str | None = None
+    mac_address: str | None = None
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_option: list[str] = field(default_factory=list)
+    add_host: list[str] = field(default_factory=list)
+    no_hosts: bool = False
+    pod: str | None = None                    #: pod name or ID (stored as the ID)
+    is_infra: bool = False                    #: the pod's infra container
+    #: ipc/uts/pid namespace: None (private), "host", "ns:PATH" or "container:ID"
+    ipc: str | None = None
+    uts: str | None = None
+    pid: str | None = None
+    cgroup_parent: str | None = None          #: default /kpod
     rm: bool = False
     stop_signal: str | None = None
     stop_timeout: int | None = None
@@ -480,6 +496,8 @@ class ContainerManager:
 
         img, image_name = self.resolve_image(opts.image, opts.pull)
         image_config = img.config
+        if hasattr(self.network_provider, "resolve_ports"):
+            self.network_provider.resolve_ports(opts, image_config)
         inner = image_config.get("config") or {}
         if not opts.stop_signal and inner.get("StopSignal"):
             opts.stop_signal = inner["StopSignal"]
@@ -505,9 +523,10 @@ class ContainerManager:
                         with self.db.write() as tx:
                             tx.execute(
                                 "INSERT INTO containers(id, name, image_id, image_name, layer_id, config, runtime, status, "
-                                "created_at, restart_policy, restart_max) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                                "created_at, restart_policy, restart_max" + (", pod_id" if opts.pod else "") + ") "
+                                "VALUES(?,?,?,?,?,?,?,?,?,?,?" + (",?" if opts.pod else "") + ")",
                                 (cid, name, img.id, image_name, layer["id"], json.dumps(conf), runtime, "configured",
-                                 now, policy, max_retries),
+                                 now, policy, max_retries) + ((opts.pod,) if opts.pod else ()),
                             )
                         break
                     except sqlite3.IntegrityError as exc:
@@ -568,6 +587,8 @@ class ContainerManager:
         return c
 
     def _network_mode(self, opts: CreateOptions) -> str:
+        if hasattr(self.network_provider, "prepare_create"):
+            return self.network_provider.prepare_create(self, opts)
         mode = (opts.network or ("bridge" if self.network_provider else "none")).strip()
         if mode in ("none", "host"):
             return mode
@@ -585,6 +606,7 @@ class ContainerManager:
     def _generate_spec(self, c: "Container", opts: CreateOptions, secopts: dict, env_from_files: list[str],
                        image_config: dict, rootfs: str) -> dict:
         from . import specgen
+        from .network import spec_namespaces
 
         net = c.config.get("network_mode", "none")
         so = specgen.SpecOptions(
@@ -607,7 +629,7 @@ class ContainerManager:
             mounts=opts.mounts,
             tmpfs=opts.tmpfs,
             shm_size=opts.shm_size,
-            hosts_file=c.hosts_path,
+            hosts_file=None if opts.no_hosts else c.hosts_path,
             resolv_conf=c.resolv_path,
             hostname_file=c.hostname_path,
             memory=opts.memory,
@@ -620,8 +642,8 @@ class ContainerManager:
             pids_limit=opts.pids_limit,
             ulimits=[*self.config.default_ulimits, *opts.ulimits],
             oom_score_adj=opts.oom_score_adj,
-            cgroups_path=f"{CGROUP_PARENT}/{c.id}",
-            network="host" if net == "host" else "none" if net == "none" else "private",
+            cgroups_path=f"{(opts.cgroup_parent or CGROUP_PARENT).rstrip('/')}/{c.id}",
+            **spec_namespaces(opts, net),
             sysctls=opts.sysctls,
             annotations=opts.annotations,
             init=opts.init,
@@ -928,6 +950,11 @@ class Container:
 
     # -- files ------------------------------------------------------------------------------
     def write_etc_files(self) -> None:
+        if self.mgr.network_provider is not None:
+            from .network import write_etc_files
+
+            write_etc_files(self)  # with the container's IP, --add-host and --dns
+            return
         os.makedirs(self.rundir, mode=0o700, exist_ok=True)
         net = self.config.get("network_mode", "none")
         hostname = self.hostname
@@ -978,7 +1005,9 @@ class Container:
             if console_size and spec["process"].get("terminal"):
                 spec["process"]["consoleSize"] = {"height": int(console_size[0]), "width": int(console_size[1])}
             netns = None
-            if self.config.get("network_mode") == "bridge":
+            if hasattr(mgr.network_provider, "prepare_start"):
+                mgr.network_provider.prepare_start(self, spec)  # network setup, joined namespaces
+            elif self.config.get("network_mode") == "bridge":
                 netns = self._network_setup()
                 for ns in spec["linux"]["namespaces"]:
                     if ns["type"] == "network":
@@ -1288,6 +1317,8 @@ class Container:
     def remove(self, force: bool = False, volumes: bool = False, timeout: int | None = None) -> None:
         """Remove the container. With *force* a running (or half-created, or crashed)
         container is killed and removed whatever state it is in."""
+        if hasattr(self.mgr.network_provider, "check_remove"):
+            self.mgr.network_provider.check_remove(self)  # a pod's infra goes with its pod
         with self.locked():
             try:
                 status = self.sync()
@@ -1623,7 +1654,7 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
         "AppArmorProfile": "",
         "EffectiveCaps": list(caps.get("effective") or []),
         "BoundingCaps": list(caps.get("bounding") or []),
-        "ExecIDs": [],
+        "ExecIDs": _exec_ids(c),
         "GraphDriver": {"Name": driver, "Data": gd},
         "Mounts": mounts,
         "Dependencies": [],
@@ -1696,9 +1727,18 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
             "Annotations": dict(conf.get("annotations") or {}),
         },
     }
+    if hasattr(mgr.network_provider, "inspect"):
+        mgr.network_provider.inspect(c, data)  # NetworkSettings, Pod, network HostConfig
     if size:
         data["SizeRw"], data["SizeRootFs"] = container_sizes(c)
     return data
+
+
+def _exec_ids(c: Container) -> list[str]:
+    """The container's exec sessions (libpod_core.execs) for ``inspect``."""
+    from .execs import exec_ids
+
+    return exec_ids(c)
 
 
 def container_sizes(c: Container) -> tuple[int, int]:

@@ -41,6 +41,8 @@ class Runtime:
         self._db = None
         self._images = None
         self._containers = None
+        self._pods = None
+        self._network_provider = None
 
     def _resolve_runtime_path(self) -> None:
         """``runtime`` may be a path: use the driver named after the file, with that path."""
@@ -115,6 +117,24 @@ class Runtime:
 
             self._containers = ContainerManager(self)
         return self._containers
+
+    @property
+    def pods(self):
+        """The pods of this store (:class:`libpod_core.pods.PodManager`)."""
+        if self._pods is None:
+            from .pods import PodManager
+
+            self._pods = PodManager(self)
+        return self._pods
+
+    @property
+    def container_network_provider(self):
+        """What wires containers to the network backend (:class:`libpod_core.network.NetworkProvider`)."""
+        if self._network_provider is None:
+            from .network import NetworkProvider
+
+            self._network_provider = NetworkProvider(self)
+        return self._network_provider
 
     def pull_image(self, name: str, policy: str = "missing"):
         """Pull *name* for ``create``/``run --pull`` (through the signature policy)."""

@@ -26,7 +26,31 @@ class Kpod:
         # The user config keeps tests off the host's registries.conf, policy.json and
         # registries.d: no short name ever resolves to a registry on the internet.
         isolate_registries(tmp_path, os.path.join(self.env["HOME"], ".config", "kpod", "kpod.yaml"))
+        # ... and its own default network: never the host's 10.88.0.0/16 and kpod0 (tests/helpers_net.py)
+        from tests.helpers_net import claim_subnet, new_bridge
+
+        self.subnet = claim_subnet()
+        self.bridge = new_bridge()
+        with open(os.path.join(self.env["HOME"], ".config", "kpod", "kpod.yaml"), "a") as f:
+            f.write(f"default_subnet: {self.subnet}\ndefault_bridge: {self.bridge}\n")
         self.global_args = ["--root", self.graphroot, "--runroot", self.runroot, "--cni-config-dir", self.cni_dir]
+
+    def network_leftovers(self, container_ids=()) -> list[str]:
+        """The store's namespaces, veths, leases and iptables rules still on the host."""
+        from tests.helpers_net import leftovers
+
+        return leftovers(self.runroot, self.subnet, self.bridge, container_ids)
+
+    def cleanup_network(self) -> list[str]:
+        """End of test: report and remove what is left, delete the bridge, free the subnet."""
+        from tests.helpers_net import delete_link, force_cleanup, release_subnet
+
+        problems = self.network_leftovers()
+        if problems:
+            force_cleanup(self.runroot, self.subnet, self.bridge)
+        delete_link(self.bridge)
+        release_subnet(self.subnet)
+        return problems
 
     def __call__(self, *args, check=True, input=None, timeout=120, env=None, global_args=True):
         cmd = [KPOD, *(self.global_args if global_args else []), *args]
@@ -57,7 +81,34 @@ def isolate_registries(tmp_path, config_path):
 
 @pytest.fixture
 def kpod(tmp_path):
-    return Kpod(tmp_path)
+    k = Kpod(tmp_path)
+    yield k
+    k.cleanup_network()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_network_state():
+    """Put back what the CNI plugins change host-wide when this session was the first to:
+    the shared iptables chains and net.ipv4.ip_forward."""
+    if os.geteuid() != 0:
+        yield
+        return
+    from tests.helpers_net import delete_shared_chains, iptables_save
+
+    baseline = iptables_save()
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            forward = f.read().strip()
+    except OSError:
+        forward = None
+    yield
+    delete_shared_chains(baseline)
+    if forward is not None:
+        try:
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write(forward)
+        except OSError:
+            pass
 
 
 def assert_one_error_line(proc, code=125, contains=None):

@@ -89,6 +89,8 @@ def _kv_list(items: Iterable[str], what: str, need_value: bool = False) -> dict[
 
 def create_flags(f):
     """The flags create and run share (podman's names)."""
+    from .cmd_network import network_flags
+
     opts = [
         click.option("--name", metavar="NAME", help="Assign a name to the container"),
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
@@ -129,7 +131,7 @@ def create_flags(f):
                      help="Restart policy: no, always, unless-stopped, on-failure[:N]"),
         click.option("--pull", default="missing", type=click.Choice(["always", "missing", "never", "newer"]),
                      help="Pull the image: always, missing (default), never, newer"),
-        click.option("--network", "--net", "network", metavar="MODE", help="Network mode: none or host"),
+        *network_flags(),  # --network, -p, -P, --ip, --dns..., --add-host, --pod (cmd_network)
         click.option("--stop-signal", metavar="SIGNAL", help="Signal that stops the container (default TERM)"),
         click.option("--stop-timeout", type=int, metavar="SECONDS", help="Seconds before stop kills (default 10)"),
     ]
@@ -140,6 +142,7 @@ def create_flags(f):
 
 def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]):
     from ..containers import CreateOptions
+    from .cmd_network import network_options_from_flags
 
     labels = _kv_list(kw["label"], "label")
     annotations = _kv_list(kw["annotation"], "annotation", need_value=True)
@@ -183,6 +186,7 @@ def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]
         restart=kw["restart"],
         pull=kw["pull"],
         network=kw["network"],
+        **network_options_from_flags(kw),
         rm=kw["rm"],
         stop_signal=kw["stop_signal"],
         stop_timeout=kw["stop_timeout"],
@@ -197,7 +201,9 @@ def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]
 @click.pass_obj
 def create(state, image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Create a container from IMAGE without starting it; prints its ID."""
-    c = _mgr(state).create(_options_from_flags(image, command, kw))
+    from ..pods import create_with_pod
+
+    c = create_with_pod(_mgr(state), _options_from_flags(image, command, kw))
     click.echo(c.id)
 
 
@@ -223,7 +229,9 @@ def run(state, image: str, command: tuple[str, ...], detach: bool, detach_keys: 
         raise InvalidArgument('the --rm option conflicts with --restart, when the restart policy is not "" and "no"')
     keys = parse_detach_keys(detach_keys)
     mgr = _mgr(state)
-    c = mgr.create(opts, keep_mounted=True)
+    from ..pods import create_with_pod
+
+    c = create_with_pod(mgr, opts, keep_mounted=True)
     try:
         if detach:
             c.start()
@@ -681,12 +689,14 @@ def _ps_record(c, st: dict, now: float, no_trunc: bool, size: bool) -> tuple[dic
         "Label": dict(c.config.get("labels") or {}),
         "Labels": ",".join(f"{k}={v}" for k, v in sorted((c.config.get("labels") or {}).items())),
     })
+    if hasattr(c.mgr.network_provider, "ps_fields"):
+        c.mgr.network_provider.ps_fields(c, js, tpl)  # Ports, Pod, PodName
     return js, tpl
 
 
 def _parse_filters(filters: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    valid = ("status", "name", "label", "ancestor", "exited", "id", "before", "since")
+    valid = ("status", "name", "label", "ancestor", "exited", "id", "before", "since", "pod", "network")
     for f in filters:
         key, sep, value = f.partition("=")
         key = key.strip().lower()
@@ -748,6 +758,16 @@ def _match_filters(c, st: dict, flt: dict[str, list[str]], mgr, id_order: dict[s
                     break
             if not ok:
                 return False
+        elif key == "pod":
+            pod_id = c.config.get("pod") or ""
+            if not pod_id or not any(v == pod_id or (v and pod_id.startswith(v)) or mgr.rt.pods.exists(v)
+                                     and mgr.rt.pods.get(v).id == pod_id for v in values):
+                return False
+        elif key == "network":
+            nets = c.config.get("networks") or ({mgr.config.default_network: {}}
+                                                if c.config.get("network_mode") == "bridge" else {})
+            if not any(v in nets for v in values):
+                return False
         elif key in ("before", "since"):
             for v in values:
                 try:
@@ -776,9 +796,10 @@ _SORT_KEYS = ("command", "created", "id", "image", "names", "runningfor", "size"
 @click.option("--sort", default="created", type=click.Choice(_SORT_KEYS), help="Sort the output (default created)")
 @click.option("--format", "fmt", metavar="FORMAT", help="'json' or a Go template like '{{.ID}} {{.Names}}'")
 @click.option("--noheading", is_flag=True, help="Do not print the header row")
+@click.option("-p", "--pod", "show_pod", is_flag=True, help="Show the pod (POD ID, PODNAME) of each container")
 @click.pass_obj
 def ps(state, all_: bool, quiet: bool, latest: bool, last: int, size: bool, no_trunc: bool,
-       filters: tuple[str, ...], sort: str, fmt: str | None, noheading: bool) -> None:
+       filters: tuple[str, ...], sort: str, fmt: str | None, noheading: bool, show_pod: bool = False) -> None:
     """List containers."""
     mgr = _mgr(state)
     flt = _parse_filters(filters)
@@ -837,11 +858,14 @@ def ps(state, all_: bool, quiet: bool, latest: bool, last: int, size: bool, no_t
     from .formatting import align_tabs
 
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + (["SIZE"] if size else [])
+    headers += ["POD ID", "PODNAME"] if show_pod else []
     lines = [] if noheading else ["\t".join(headers)]
     for (_js, t), _c, _st in records:
         cells = [t["ID"], t["Image"] or "", t["Command"], t["CreatedHuman"], t["Status"], t["Ports"], t["Names"]]
         if size:
             cells.append(t["Size"])
+        if show_pod:
+            cells += [t["Pod"] if no_trunc else t["Pod"][:12], t["PodName"]]
         lines.append("\t".join(cells))
     if lines:
         click.echo(align_tabs(lines, pad=2))
@@ -1120,11 +1144,22 @@ class ContainerGroup(click.Group):
         "unpause": "unpause", "restart": "restart", "rm": "rm", "remove": "rm", "wait": "wait", "ps": "ps",
         "ls": "ps", "list": "ps", "logs": "logs", "rename": "rename", "inspect": "inspect",
     }
+    #: aliases of the commands in cmd_containers_more (imported on first use): alias -> (command, attribute)
+    MORE_ALIASES = {
+        "attach": ("attach", "attach"), "commit": ("commit", "commit"), "cp": ("cp", "cp"), "diff": ("diff", "diff"),
+        "exec": ("exec", "exec_"), "export": ("export", "export"), "mount": ("mount", "mount"),
+        "stats": ("stats", "stats"), "top": ("top", "top"), "umount": ("umount", "umount"),
+        "unmount": ("umount", "umount"),
+    }
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         cmd = super().get_command(ctx, name)
         if cmd is not None:
             return cmd
+        if name in self.MORE_ALIASES:
+            from . import cmd_containers_more
+
+            return getattr(cmd_containers_more, self.MORE_ALIASES[name][1])
         target = self.ALIASES.get(name)
         if target is None:
             return None
@@ -1133,7 +1168,7 @@ class ContainerGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_commands(ctx, formatter)
         rows = []
-        for alias, target in sorted(self.ALIASES.items()):
+        for alias, target in sorted([*self.ALIASES.items(), *((a, t[0]) for a, t in self.MORE_ALIASES.items())]):
             rows.append((alias, f"= kpod {target}"))
         with formatter.section("Aliases"):
             formatter.write_dl(rows)
@@ -1182,6 +1217,8 @@ def container_prune(state, force: bool, filters: tuple[str, ...]) -> None:
             continue
         if st == "created":
             continue  # handed to conmon, about to start
+        if hasattr(mgr.network_provider, "is_infra") and mgr.network_provider.is_infra(c):
+            continue  # removed with its pod (pod rm, pod prune)
         lbl = c.config.get("labels") or {}
         if any((lambda k, s, v: k not in lbl or (s and lbl[k] != v))(*l.partition("=")) for l in labels):
             continue

@@ -130,7 +130,7 @@ def test_bad_input_leaves_nothing(ctr, tmp_path):
                           "does not exist")
     assert_one_error_line(k("create", "--restart", "sometimes", "busybox", check=False), 125, "restart policy")
     assert_one_error_line(k("create", "--name", "bad/name", "busybox", check=False), 125, "invalid container name")
-    assert_one_error_line(k("create", "--network", "bridge", "busybox", check=False), 125, "not supported")
+    assert_one_error_line(k("create", "--network", "nosuchnet", "busybox", check=False), 125, "network not found")
     assert_one_error_line(k("create", "--security-opt", "bogus", "busybox", check=False), 125, "security-opt")
     assert_one_error_line(k("create", "--ulimit", "nofile=abc", "busybox", check=False), 125, "ulimit")
     assert k("ps", "-aq").stdout == ""

@@ -121,7 +121,8 @@ def _library_script(k, body: str) -> subprocess.CompletedProcess:
         sys.path.insert(0, {ROOT!r})
         from libpod_core.runtime import Runtime
         from libpod_core.containers import CreateOptions, ContainerManager
-        rt = Runtime(graphroot={k.graphroot!r}, runroot={k.runroot!r}, runtime="runc", storage_driver="overlay")
+        rt = Runtime(graphroot={k.graphroot!r}, runroot={k.runroot!r}, runtime="runc", storage_driver="overlay",
+                     cni_config_dir={k.kpod.cni_dir!r})
     """) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], env=k.kpod.env, capture_output=True, text=True, timeout=60)
 
@@ -194,8 +195,8 @@ def test_reboot_runroot_vanished(ctr):
     except ProcessLookupError:
         pass
     k.wait_for(lambda: not os.path.exists(f"/proc/{cpid}"), what="container process gone")
-    for m in sorted(mounts_under(k.graphroot), key=len, reverse=True):
-        subprocess.run(["umount", "-l", m], check=True)
+    for m in sorted(mounts_under(k.graphroot) + mounts_under(k.runroot), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], check=True)  # the rootfs, and the network namespaces
     subprocess.run(["rm", "-rf", k.runroot], check=True)
     for cid in ids:
         for d in cgroup_dirs(cid):
@@ -294,7 +295,8 @@ def test_library_api_with_plugin_hooks(ctr, tmp_path):
             return {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]}
 
     rt = Runtime(graphroot=k.graphroot, runroot=k.runroot, runtime="runc", storage_driver="overlay",
-                 config_file=None)
+                 config_file=None, cni_config_dir=k.kpod.cni_dir, default_subnet=k.kpod.subnet,
+                 default_bridge=k.kpod.bridge)
     plugin = Plugin()
     rt.plugins.load_general()
     rt.plugins.pm.register(plugin)

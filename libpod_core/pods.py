@@ -1,0 +1,725 @@
+"""Pods: groups of containers sharing namespaces, held open by an infra container.
+
+    rt = Runtime(...)
+    pod = rt.pods.create(PodOptions(name="web", ports=[...]))
+    c = rt.containers.create(CreateOptions(image="busybox", pod="web", command=[...]))
+    pod.start()
+    pod.remove(force=True)
+
+* Table ``pods`` (one row per pod: ID, UNIQUE name, create options as JSON, infra container
+  ID); ``containers.pod_id`` (a column this module adds) references it, so a pod row cannot
+  be deleted while a container still names it.
+* The infra container runs ``catatonit -P`` (pause mode) from a one-layer local image,
+  ``localhost/kpod-pause:<version>``, built from the host's static catatonit on first use.
+  It owns the namespaces the pod shares (``net,ipc,uts`` by default; ``pid`` on request):
+  its network is set up like any bridge container's (a persistent namespace under
+  ``<runroot>/netns``), and members join ``/proc/<infra pid>/ns/{ipc,uts,pid}`` and the
+  infra's network namespace when they start (the infra is started first when needed).
+* The pod's cgroup is ``<cgroup parent, default /kpod>/pod-<ID>``; members' ``cgroupsPath``
+  is under it, and pod-level ``--cpus``/``--memory`` limits are written to it (cgroup v1
+  cpu and memory hierarchies, or the unified hierarchy on a pure v2 host).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from . import containers as _containers  # noqa: F401 - the containers schema comes before ours
+from .errors import AlreadyExists, ContainerStateError, InvalidArgument, KpodError, NotFound
+from .network import DEFAULT_POD_SHARE, POD_SHARES, parse_add_host
+from .state import FileLock, register_schema
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+register_schema(
+    "pods",
+    SCHEMA_VERSION,
+    """
+    CREATE TABLE IF NOT EXISTS pods (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        config TEXT NOT NULL,
+        infra_id TEXT,
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE containers ADD COLUMN pod_id TEXT REFERENCES pods(id);
+    CREATE INDEX IF NOT EXISTS containers_by_pod ON containers(pod_id)
+    """,
+)
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+CGROUP_PARENT = "/kpod"
+CGROUP_ROOT = "/sys/fs/cgroup"
+PAUSE_REPO = "localhost/kpod-pause"
+PAUSE_COMMAND = ["/catatonit", "-P"]
+
+
+def pause_image_name() -> str:
+    from . import __version__
+
+    return f"{PAUSE_REPO}:{__version__}"
+
+
+@dataclass
+class PodOptions:
+    """What ``kpod pod create`` collected. Stored (as JSON) with the pod."""
+
+    name: str | None = None
+    infra: bool = True
+    share: list[str] | None = None          #: None: net,ipc,uts
+    hostname: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    cgroup_parent: str | None = None
+    cpus: str | None = None
+    memory: str | None = None
+    # network of the infra container (the pod's)
+    network: str | None = None
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    ip: str | None = None
+    mac_address: str | None = None
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_option: list[str] = field(default_factory=list)
+    add_host: list[str] = field(default_factory=list)
+    no_hosts: bool = False
+    create_command: list[str] = field(default_factory=list)
+
+
+def parse_share(share: str | list[str] | None, infra: bool) -> list[str]:
+    """``--share``: ``net,ipc,uts`` (default), ``+pid`` (add to the default), ``none``."""
+    if share is None:
+        return list(DEFAULT_POD_SHARE) if infra else []
+    items = share.split(",") if isinstance(share, str) else list(share)
+    items = [i.strip() for i in items if i.strip()]
+    if items in ([], ["none"]):
+        return []
+    base: list[str] = list(DEFAULT_POD_SHARE) if all(i.startswith("+") for i in items) else []
+    for i in items:
+        name = i.lstrip("+")
+        if name not in POD_SHARES:
+            raise InvalidArgument(f"invalid namespace to share {name!r}: options are {', '.join(POD_SHARES)} or none")
+        if name not in base:
+            base.append(name)
+    if base and not infra:
+        raise InvalidArgument("namespaces can only be shared with an infra container (--infra=false)")
+    return [s for s in POD_SHARES if s in base]
+
+
+# ---------------------------------------------------------------------------------------
+# cgroups
+# ---------------------------------------------------------------------------------------
+
+def _unified_only() -> bool:
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[1] == CGROUP_ROOT:
+                    return parts[2] == "cgroup2"
+    except OSError:
+        pass
+    return False
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def make_pod_cgroup(path: str, cpus: str | None, memory: str | None) -> None:
+    """Create the pod's cgroup and write its limits (idempotent)."""
+    from .specgen import parse_size
+
+    quota = int(float(cpus) * 100000) if cpus else None
+    mem = parse_size(memory, what="memory") if memory else None
+    rel = path.lstrip("/")
+    if _unified_only():
+        d = os.path.join(CGROUP_ROOT, rel)
+        # enable the controllers down the path (each parent's subtree_control)
+        parts = rel.split("/")
+        cur = CGROUP_ROOT
+        for p in parts:
+            try:
+                _write(os.path.join(cur, "cgroup.subtree_control"), "+cpu +memory +pids")
+            except OSError as exc:
+                log.debug("enabling controllers in %s: %s", cur, exc)
+            cur = os.path.join(cur, p)
+            os.makedirs(cur, exist_ok=True)
+        if quota:
+            _write(os.path.join(d, "cpu.max"), f"{quota} 100000")
+        if mem:
+            _write(os.path.join(d, "memory.max"), str(mem))
+        return
+    for ctrl in ("cpu", "memory", "pids"):
+        base = os.path.join(CGROUP_ROOT, ctrl)
+        if not os.path.isdir(base):
+            continue
+        os.makedirs(os.path.join(base, rel), exist_ok=True)
+    if quota:
+        d = os.path.join(CGROUP_ROOT, "cpu", rel)
+        _write(os.path.join(d, "cpu.cfs_period_us"), "100000")
+        _write(os.path.join(d, "cpu.cfs_quota_us"), str(quota))
+    if mem:
+        _write(os.path.join(CGROUP_ROOT, "memory", rel, "memory.limit_in_bytes"), str(mem))
+
+
+def remove_pod_cgroup(path: str) -> list[str]:
+    """rmdir the pod's cgroup in every hierarchy; returns the directories left behind."""
+    rel = path.lstrip("/")
+    left = []
+    try:
+        hierarchies = [os.path.join(CGROUP_ROOT, d) for d in os.listdir(CGROUP_ROOT)] + [CGROUP_ROOT]
+    except OSError:
+        return []
+    for base in hierarchies:
+        d = os.path.join(base, rel)
+        if not os.path.isdir(d):
+            continue
+        # children first (the runtime removes the containers' own; anything else is ours)
+        for root, dirs, _files in sorted(os.walk(d), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(root)
+            except OSError as exc:
+                if os.path.isdir(root):
+                    left.append(f"{root}: {exc.strerror}")
+    return left
+
+
+# ---------------------------------------------------------------------------------------
+# the infra image
+# ---------------------------------------------------------------------------------------
+
+def pause_layer_tar(catatonit: str) -> bytes:
+    """A deterministic one-layer root filesystem holding only /catatonit (static)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for d, mode in (("dev", 0o755), ("etc", 0o755), ("proc", 0o555), ("run", 0o755), ("sys", 0o555),
+                        ("tmp", 0o1777)):
+            ti = tarfile.TarInfo(d)
+            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, mode, 0
+            tf.addfile(ti)
+        with open(catatonit, "rb") as f:
+            data = f.read()
+        ti = tarfile.TarInfo("catatonit")
+        ti.size, ti.mode, ti.mtime = len(data), 0o755, 0
+        tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def ensure_pause_image(rt):
+    """``localhost/kpod-pause:<version>``, built on first use from the host's catatonit."""
+    import hashlib
+
+    from . import manifest
+    from .specgen import find_init
+
+    name = pause_image_name()
+    store = rt.images
+    img = store.find(name)
+    if img is not None:
+        return img
+    with FileLock(os.path.join(rt.config.graphroot, "locks", "pause-image.lock")).held():
+        img = store.find(name)
+        if img is not None:
+            return img
+        catatonit = find_init(rt.config.init_path)
+        with open(catatonit, "rb") as f:
+            head = f.read(4)
+        if head != b"\x7fELF":
+            raise KpodError(f"{catatonit} is not an executable for the pod infra image")
+        tar = pause_layer_tar(catatonit)
+        with store.shared():
+            op = store.operation("pod infra image")
+            try:
+                layer = store.create_layer(op, None, io.BytesIO(tar))
+                cfg = {"Entrypoint": list(PAUSE_COMMAND), "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                       "StopSignal": "SIGTERM", "Labels": {"io.kpod.infra": "true"}}
+                image_config = manifest.make_image_config([layer["diff_id"]], config=cfg, created="1970-01-01T00:00:00Z",
+                                                          created_by="kpod pod infra image")
+                raw = manifest.config_bytes(image_config)
+                m = manifest.build_manifest(
+                    manifest.descriptor_for(raw, manifest.MEDIA_TYPE_OCI_CONFIG),
+                    [manifest.Descriptor(media_type=manifest.MEDIA_TYPE_OCI_LAYER, digest=layer["diff_id"],
+                                         size=layer["size"])],
+                )
+                return store.commit_image(op, config_raw=raw, manifest_raw=m, manifest_type=manifest.MEDIA_TYPE_OCI_MANIFEST,
+                                          manifest_digest="sha256:" + hashlib.sha256(m).hexdigest(),
+                                          top_layer=layer["id"], names=[name])
+            except BaseException:
+                op.abort()
+                raise
+
+
+# ---------------------------------------------------------------------------------------
+# the manager: rt.pods
+# ---------------------------------------------------------------------------------------
+
+class PodManager:
+    """The pods of one store (``Runtime.pods``)."""
+
+    def __init__(self, runtime) -> None:
+        self.rt = runtime
+        self.config = runtime.config
+        self.db = runtime.db
+        self.containers = runtime.containers  # registers and migrates the containers schema first
+        self._ensure_schema()
+        self.lock_dir = os.path.join(self.config.runroot, "locks")
+
+    def _ensure_schema(self) -> None:
+        if getattr(self.db, "_kpod_pods_schema", False):
+            return
+        have = {r["area"]: r["version"] for r in self.db.read("SELECT area, version FROM schema_versions")}
+        if have.get("pods", 0) < SCHEMA_VERSION:
+            self.db._migrate()
+        self.db._kpod_pods_schema = True
+
+    # -- lookup -------------------------------------------------------------------------
+    def get(self, name_or_id: str) -> "Pod":
+        if not name_or_id:
+            raise NotFound('no pod with name or ID "" found: no such pod')
+        row = self.db.one("SELECT * FROM pods WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+                          (name_or_id, name_or_id, name_or_id))
+        if row is None and re.fullmatch(r"[0-9a-f]{1,63}", name_or_id):
+            rows = self.db.read("SELECT * FROM pods WHERE id LIKE ?", (name_or_id + "%",))
+            if len(rows) > 1:
+                raise InvalidArgument(f'more than one pod matches "{name_or_id}": use more of the ID')
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f'no pod with name or ID "{name_or_id}" found: no such pod')
+        return Pod(self, row)
+
+    def exists(self, name_or_id: str) -> bool:
+        try:
+            self.get(name_or_id)
+            return True
+        except NotFound:
+            return False
+
+    def list(self) -> list["Pod"]:
+        return [Pod(self, r) for r in self.db.read("SELECT * FROM pods ORDER BY created_at DESC")]
+
+    # -- create -------------------------------------------------------------------------
+    def create(self, opts: PodOptions) -> "Pod":
+        """Create a pod (and its infra container), all or nothing."""
+        from .containers import CreateOptions, random_name
+        from .specgen import parse_size
+
+        if opts.name is not None and not NAME_RE.match(opts.name):
+            raise InvalidArgument(f"invalid pod name {opts.name!r}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        share = parse_share(opts.share, opts.infra)
+        if opts.memory not in (None, ""):
+            parse_size(opts.memory, what="memory")
+        if opts.cpus not in (None, ""):
+            try:
+                if float(opts.cpus) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise InvalidArgument(f"invalid --cpus {opts.cpus!r}: expected a number greater than 0") from None
+        parent = opts.cgroup_parent or CGROUP_PARENT
+        if not parent.startswith("/") or ".." in parent.split("/") or "//" in parent:
+            raise InvalidArgument(f"invalid --cgroup-parent {parent!r}: expected an absolute cgroup path like /kpod")
+        for h in opts.add_host:
+            parse_add_host(h)
+        if not opts.infra and (opts.ports or opts.network or opts.networks or opts.ip or opts.mac_address or opts.dns
+                               or opts.add_host):
+            raise InvalidArgument("network options need an infra container: they are the pod's (--infra=false)")
+        hostname = opts.hostname or None
+        if hostname is not None and (len(hostname) > 64 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", hostname)):
+            raise InvalidArgument(f"invalid hostname {hostname!r}")
+
+        pod_id = secrets.token_hex(32)
+        conf = asdict(opts)
+        conf.update(share=share, cgroup_parent=parent)
+        now = time.time()
+        for attempt in range(20):
+            name = opts.name or random_name() + ("" if attempt < 5 else f"_{secrets.token_hex(2)}")
+            conf["name"] = name
+            conf["hostname"] = hostname or name
+            try:
+                with self.db.write() as tx:
+                    tx.execute("INSERT INTO pods(id, name, config, created_at) VALUES(?,?,?,?)",
+                               (pod_id, name, json.dumps(conf), now))
+                break
+            except sqlite3.IntegrityError as exc:
+                if "name" not in str(exc):
+                    raise
+                if opts.name:
+                    other = self.db.one("SELECT id FROM pods WHERE name = ?", (name,))
+                    raise AlreadyExists(f"{name}: pod already exists (ID {other['id'][:12] if other else '?'})") from None
+        else:
+            raise KpodError("could not pick a free random pod name")
+        pod = self.get(pod_id)
+        try:
+            make_pod_cgroup(pod.cgroup_path, opts.cpus, opts.memory)
+            if opts.infra:
+                pod.ensure_infra()
+        except BaseException:
+            try:
+                pod.remove(force=True)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("pod %s: cleaning up a failed create: %s", pod_id[:12], exc)
+            raise
+        return self.get(pod_id)
+
+    def infra_options(self, pod: "Pod"):
+        from .containers import CreateOptions
+
+        c = pod.config
+        return CreateOptions(
+            image=pause_image_name(), name=f"{pod.id[:12]}-infra", hostname=c.get("hostname") or pod.name,
+            network=c.get("network"), networks=dict(c.get("networks") or {}), ports=list(c.get("ports") or []),
+            ip=c.get("ip"), mac_address=c.get("mac_address"), dns=list(c.get("dns") or []),
+            dns_search=list(c.get("dns_search") or []), dns_option=list(c.get("dns_option") or []),
+            add_host=list(c.get("add_host") or []), no_hosts=bool(c.get("no_hosts")), pull="never",
+            cgroup_parent=pod.cgroup_path, pod=pod.id, is_infra=True, create_command=list(c.get("create_command") or []),
+            stop_timeout=10,
+        )
+
+    def prune(self) -> list[str]:
+        """Remove every pod with no running or paused container."""
+        out = []
+        for pod in self.list():
+            if any(c.refresh() in ("running", "paused", "created") for c in pod.containers()):
+                continue
+            try:
+                pod.remove(force=True)
+                out.append(pod.id)
+            except NotFound:
+                continue
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# one pod
+# ---------------------------------------------------------------------------------------
+
+class Pod:
+    def __init__(self, mgr: PodManager, row) -> None:
+        self.mgr = mgr
+        self._load(row)
+
+    def _load(self, row) -> None:
+        self.row = dict(row)
+        self.id: str = row["id"]
+        self.name: str = row["name"]
+        self.config: dict[str, Any] = json.loads(row["config"])
+        self.infra_id: str | None = row["infra_id"]
+        self.created_at: float = row["created_at"]
+
+    def reload(self) -> None:
+        row = self.mgr.db.one("SELECT * FROM pods WHERE id = ?", (self.id,))
+        if row is None:
+            raise NotFound(f'no pod with name or ID "{self.id}" found: no such pod')
+        self._load(row)
+
+    def __repr__(self) -> str:
+        return f"<Pod {self.id[:12]} {self.name}>"
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def shared(self) -> list[str]:
+        return list(self.config.get("share") or [])
+
+    @property
+    def hostname(self) -> str:
+        return self.config.get("hostname") or self.name
+
+    @property
+    def cgroup_parent(self) -> str:
+        return self.config.get("cgroup_parent") or CGROUP_PARENT
+
+    @property
+    def cgroup_path(self) -> str:
+        return f"{self.cgroup_parent.rstrip('/')}/pod-{self.id}"
+
+    def locked(self):
+        return FileLock(os.path.join(self.mgr.lock_dir, f"pod-{self.id}.lock")).held(timeout=600)
+
+    # -- members ----------------------------------------------------------------------
+    def containers(self) -> list:
+        """Every container of the pod (infra included), oldest first."""
+        cm = self.mgr.containers
+        rows = cm._rows("WHERE pod_id = ? ORDER BY created_at ASC", (self.id,))
+        from .containers import Container
+
+        return [Container(cm, r) for r in rows]
+
+    def infra(self):
+        if not self.infra_id:
+            return None
+        try:
+            return self.mgr.containers.get(self.infra_id)
+        except NotFound:
+            return None
+
+    def members(self) -> list:
+        return [c for c in self.containers() if c.id != self.infra_id]
+
+    def ensure_infra(self):
+        """The infra container, created when the pod wants one and has none (a pod create
+        interrupted before it existed, or its first use)."""
+        if not self.config.get("infra", True):
+            return None
+        infra = self.infra()
+        if infra is not None:
+            return infra
+        with self.locked():
+            self.reload()
+            infra = self.infra()
+            if infra is not None:
+                return infra
+            name = f"{self.id[:12]}-infra"
+            cm = self.mgr.containers
+            try:  # a create that finished after an interrupted pod create
+                old = cm.get(name)
+                if old.config.get("pod") == self.id:
+                    self._set_infra(old.id)
+                    return old
+            except NotFound:
+                pass
+            ensure_pause_image(self.mgr.rt)
+            infra = cm.create(self.mgr.infra_options(self))
+            self._set_infra(infra.id)
+            return infra
+
+    def _set_infra(self, cid: str | None) -> None:
+        with self.mgr.db.write() as tx:
+            tx.execute("UPDATE pods SET infra_id = ? WHERE id = ?", (cid, self.id))
+        self.infra_id = cid
+
+    # -- state ------------------------------------------------------------------------
+    def status(self, states: dict[str, str] | None = None) -> str:
+        """podman's pod states: Created, Running, Degraded, Paused, Stopped, Exited."""
+        from .containers import display_state
+
+        if states is None:
+            states = {c.id: c.refresh() for c in self.containers()}
+        shown = [display_state(s) for s in states.values()]
+        n = len(shown)
+        if n == 0:
+            return "Created"
+        running, paused = shown.count("running"), shown.count("paused")
+        exited, created = shown.count("exited"), shown.count("created")
+        if running == n:
+            return "Running"
+        if running:
+            return "Degraded"
+        if paused == n or (paused and paused + exited + created == n and not exited and not created):
+            return "Paused"
+        if paused:
+            return "Degraded"
+        if exited == n:
+            return "Exited"
+        if exited:
+            return "Stopped"
+        return "Created"
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _each(self, cs: list, action: Callable[[Any], None]) -> list[tuple[Any, KpodError]]:
+        errors = []
+        for c in cs:
+            try:
+                action(c)
+            except NotFound:
+                continue
+            except KpodError as exc:
+                errors.append((c, exc))
+        return errors
+
+    def _sync_cgroup(self) -> None:
+        make_pod_cgroup(self.cgroup_path, self.config.get("cpus"), self.config.get("memory"))
+
+    def start(self) -> list[tuple[Any, KpodError]]:
+        """Start the infra container, then every member. Returns the members' errors."""
+        self._sync_cgroup()
+        infra = self.ensure_infra()
+        if infra is not None:
+            infra.start()
+        return self._each(self.members(), lambda c: c.start() if c.refresh() not in ("running",) else None)
+
+    def stop(self, timeout: int | None = None) -> list[tuple[Any, KpodError]]:
+        def stop(c):
+            if c.refresh() in ("running", "paused", "created"):
+                c.stop(timeout)
+        errors = self._each(list(reversed(self.members())), stop)
+        infra = self.infra()
+        if infra is not None:
+            errors += self._each([infra], stop)
+        return errors
+
+    def restart(self, timeout: int | None = None) -> list[tuple[Any, KpodError]]:
+        errors = self._each(list(reversed(self.members())),
+                            lambda c: c.stop(timeout) if c.refresh() in ("running", "paused", "created") else None)
+        return errors + self.start()
+
+    def kill(self, signal: str | int = "KILL") -> list[tuple[Any, KpodError]]:
+        cs = [c for c in self.members() if c.refresh() in ("running", "paused")]
+        infra = self.infra()
+        if infra is not None and infra.refresh() in ("running", "paused"):
+            cs.append(infra)
+        if not cs:
+            raise ContainerStateError(f"no running containers in pod {self.name} to kill")
+        return self._each(cs, lambda c: c.kill(signal))
+
+    def pause(self) -> list[tuple[Any, KpodError]]:
+        cs = [c for c in self.containers() if c.refresh() == "running"]
+        return self._each(cs, lambda c: c.pause())
+
+    def unpause(self) -> list[tuple[Any, KpodError]]:
+        cs = [c for c in self.containers() if c.refresh() == "paused"]
+        return self._each(cs, lambda c: c.unpause())
+
+    def remove(self, force: bool = False, timeout: int | None = None) -> None:
+        """Remove the pod. Its containers (other than the infra) and a running infra need
+        *force*; then every container is removed (killed first), the row and the cgroup."""
+        with self.locked():
+            self.reload()
+            members = self.members()
+            if members and not force:
+                raise ContainerStateError(
+                    f"pod {self.name} has {len(members)} container(s): use --force to remove the pod and its "
+                    "containers", exit_code=125)
+            infra = self.infra()
+            if infra is not None and not force and infra.refresh() in ("running", "paused"):
+                raise ContainerStateError(f"pod {self.name} is running: stop it or use --force to remove it")
+            errors = []
+            for c in reversed(members):
+                try:
+                    c.remove(force=True, timeout=timeout)
+                except NotFound:
+                    continue
+                except KpodError as exc:
+                    errors.append(f"container {c.short_id}: {exc.message}")
+            if infra is not None:
+                self._set_infra(None)  # from here on it is an ordinary container
+                try:
+                    infra.remove(force=True, timeout=timeout)
+                except NotFound:
+                    pass
+                except KpodError as exc:
+                    errors.append(f"infra container {infra.short_id}: {exc.message}")
+            for c in self.containers():  # joined meanwhile, or an infra left by an interrupted create
+                try:
+                    c.remove(force=True, timeout=timeout)
+                except KpodError as exc:
+                    if not isinstance(exc, NotFound):
+                        errors.append(f"container {c.short_id}: {exc.message}")
+            if errors:
+                raise KpodError(f"removing pod {self.name}: {'; '.join(errors)}")
+            try:
+                with self.mgr.db.write() as tx:
+                    tx.execute("DELETE FROM pods WHERE id = ?", (self.id,))
+            except sqlite3.IntegrityError:
+                raise ContainerStateError(f"pod {self.name}: a container joined it while it was being removed; "
+                                          "remove it again") from None
+            left = remove_pod_cgroup(self.cgroup_path)
+            if left:
+                log.warning("pod %s: cgroups left: %s", self.short_id, ", ".join(left))
+        try:
+            os.unlink(os.path.join(self.mgr.lock_dir, f"pod-{self.id}.lock"))
+        except OSError:
+            pass
+
+    # -- reports ------------------------------------------------------------------------
+    def inspect(self) -> dict[str, Any]:
+        from .containers import display_state, rfc3339
+
+        cs = self.containers()
+        states = {c.id: c.refresh() for c in cs}
+        c = self.config
+        infra = self.infra()
+        ports: dict[str, list] = {}
+        if infra is not None:
+            from .network import port_bindings
+
+            ports = port_bindings(infra.config.get("ports") or [])
+        mode = (infra.config.get("network_mode") if infra is not None else "") or ""
+        networks = sorted((infra.config.get("networks") or {}) if infra is not None else {})
+        return {
+            "Id": self.id,
+            "Name": self.name,
+            "Created": rfc3339(self.created_at),
+            "CreateCommand": list(c.get("create_command") or []),
+            "ExitPolicy": "continue",
+            "State": self.status(states),
+            "Hostname": self.hostname,
+            "Labels": dict(c.get("labels") or {}),
+            "CreateCgroup": True,
+            "CgroupParent": self.cgroup_parent,
+            "CgroupPath": self.cgroup_path,
+            "CreateInfra": bool(c.get("infra", True)),
+            "InfraContainerID": self.infra_id or "",
+            "InfraConfig": {
+                "PortBindings": ports,
+                "HostNetwork": mode == "host",
+                "StaticIP": c.get("ip") or "",
+                "StaticMAC": c.get("mac_address") or "",
+                "NoManageResolvConf": False,
+                "DNSServer": list(c.get("dns") or []),
+                "DNSSearch": list(c.get("dns_search") or []),
+                "DNSOption": list(c.get("dns_option") or []),
+                "NoManageHosts": bool(c.get("no_hosts")),
+                "HostAdd": list(c.get("add_host") or []),
+                "Networks": networks,
+                "NetworkMode": mode,
+            } if infra is not None or c.get("infra", True) else None,
+            "SharedNamespaces": self.shared,
+            "CPUPeriod": 100000 if c.get("cpus") else 0,
+            "CPUQuota": int(float(c["cpus"]) * 100000) if c.get("cpus") else 0,
+            "Memory": _mem(c.get("memory")),
+            "NumContainers": len(cs),
+            "Containers": [{"Id": x.id, "Name": x.name, "State": display_state(states[x.id])} for x in cs],
+        }
+
+
+def _mem(value: str | None) -> int:
+    if not value:
+        return 0
+    from .specgen import parse_size
+
+    return parse_size(value, what="memory")
+
+
+# ---------------------------------------------------------------------------------------
+# create/run --pod
+# ---------------------------------------------------------------------------------------
+
+def create_with_pod(mgr, opts, **kw):
+    """``ContainerManager.create`` for ``create``/``run``: ``--pod new:NAME`` makes the pod
+    first (removed again when the container cannot be created)."""
+    new_pod = None
+    if opts.pod and opts.pod.startswith("new:"):
+        name = opts.pod[len("new:"):]
+        if not name:
+            raise InvalidArgument("--pod new:NAME needs a pod name")
+        pods = mgr.rt.pods
+        if pods.exists(name):
+            raise AlreadyExists(f"{name}: pod already exists")
+        # podman's behaviour: the new pod publishes the container's ports
+        new_pod = pods.create(PodOptions(name=name, ports=list(opts.ports or []), create_command=opts.create_command))
+        opts.ports = []
+        opts.pod = new_pod.id
+    try:
+        return mgr.create(opts, **kw)
+    except BaseException:
+        if new_pod is not None:
+            try:
+                new_pod.remove(force=True)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("removing pod %s after a failed create: %s", new_pod.short_id, exc)
+        raise
