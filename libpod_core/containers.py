@@ -59,6 +59,7 @@ from .errors import (
 )
 from .state import FileLock, register_schema
 from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
+from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
 
 log = logging.getLogger(__name__)
 
@@ -1499,34 +1500,6 @@ def rfc3339(ts: float | None) -> str:
     dt = datetime.fromtimestamp(ts).astimezone()
     frac = f"{ts % 1:.9f}"[2:]
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + frac + dt.strftime("%z")[:3] + ":" + dt.strftime("%z")[3:]
-
-
-def human_duration(seconds: float) -> str:
-    """go-units' HumanDuration, as podman prints it ("3 seconds", "About a minute")."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(round(seconds / 3600))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def human_size(size: float) -> str:

@@ -313,7 +313,7 @@ class PodManager:
     # -- create -------------------------------------------------------------------------
     def create(self, opts: PodOptions) -> "Pod":
         """Create a pod (and its infra container), all or nothing."""
-        from .containers import CreateOptions, random_name
+        from .containers import random_name
         from .specgen import parse_size
 
         if opts.name is not None and not NAME_RE.match(opts.name):

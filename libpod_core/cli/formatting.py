@@ -15,6 +15,7 @@ import re
 from typing import Any, Iterable, Sequence
 
 from ..errors import InvalidArgument
+from ..units import human_duration
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
 
@@ -271,32 +272,7 @@ def human_size(n: int | float | None) -> str:
     return f"{n:.3g} PB"
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration: ``Less than a second``, ``3 seconds``, ``About a minute``..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
+
 
 
 def time_ago(ts: float | None) -> str:

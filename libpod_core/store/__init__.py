@@ -25,15 +25,13 @@ from typing import IO, Any, Iterator
 
 from .. import reference as refmod
 from ..errors import (
-    AlreadyExists,
     DigestMismatch,
-    ImageError,
     InUse,
     InvalidArgument,
     NotFound,
     StorageError,
 )
-from ..state import Database, FileLock, register_schema
+from ..state import FileLock, register_schema
 
 register_schema(
     "images",
@@ -602,9 +600,4 @@ class ImageStore:
         return self.layer_chain(image.top_layer)
 
 
-def _expected(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ImageError(msg)
-
-
-__all__ = ["ImageStore", "Image", "Operation", "AlreadyExists"]
+__all__ = ["ImageStore", "Image", "Operation"]

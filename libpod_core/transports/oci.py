@@ -57,7 +57,7 @@ from .dirtransport import (
 __all__ = [
     "OCILayoutTransport",
     "OCILayoutReference",
-    "OCILayoutSource",
+    "LayoutSource",
     "OCILayoutDestination",
     "LayoutBackend",
     "DirLayoutBackend",
@@ -339,13 +339,16 @@ class OCILayoutTransport(Transport):
 
     def parse_reference(self, ref: str) -> "OCILayoutReference":
         path, name = split_path_and_ref(ref, self.name)
-        return OCILayoutReference(self, path, name)
+        return self.reference_class(self, path, name)
 
     def validate_policy_scope(self, scope: str) -> None:
         _validate_scope(scope, self.name)
 
 
 class OCILayoutReference(ImageReference):
+    """``PATH[:REF]`` of an OCI layout; oci-archive's references share the parsing and the
+    policy scopes and differ only in where the layout lives."""
+
     def __init__(self, transport: Transport, path: str, name: str = ""):
         self.transport = transport
         self.path = resolve_path(path)
@@ -384,6 +387,7 @@ class OCILayoutReference(ImageReference):
         raise TransportError(f"{self}: deleting images from an OCI layout is not supported")
 
 
+
 class OCILayoutDestination(ImageDestination):
     """Writes into an OCI layout; the ref appears in index.json at :meth:`commit`."""
 
@@ -416,3 +420,6 @@ class OCILayoutDestination(ImageDestination):
         if not self._committed:
             self.writer.commit(getattr(self.reference, "name", ""))
             self._committed = True
+
+
+OCILayoutTransport.reference_class = OCILayoutReference

@@ -20,18 +20,17 @@ import tarfile
 import tempfile
 
 from ..digest import CHUNK_SIZE
-from ..errors import InvalidArgument, TransportError
-from .base import ImageReference, SystemContext, Transport
-from .dirtransport import resolve_path, staging_dir_for
+from ..errors import TransportError
+from .base import SystemContext
+from .dirtransport import staging_dir_for
 from .docker_archive import TarIndex, _tarinfo
 from .oci import (
     LayoutBackend,
     LayoutSource,
     LayoutWriter,
     OCILayoutDestination,
-    _validate_scope,
-    split_path_and_ref,
-    validate_ref_name,
+    OCILayoutReference,
+    OCILayoutTransport,
 )
 
 __all__ = ["OCIArchiveTransport", "OCIArchiveReference", "OCIArchiveDestination", "TarLayoutBackend"]
@@ -57,41 +56,12 @@ class TarLayoutBackend(LayoutBackend):
         self.tar.close()
 
 
-class OCIArchiveTransport(Transport):
+class OCIArchiveTransport(OCILayoutTransport):
     name = "oci-archive"
 
-    def parse_reference(self, ref: str) -> "OCIArchiveReference":
-        path, name = split_path_and_ref(ref, self.name)
-        return OCIArchiveReference(self, path, name)
 
-    def validate_policy_scope(self, scope: str) -> None:
-        _validate_scope(scope, self.name)
-
-
-class OCIArchiveReference(ImageReference):
-    def __init__(self, transport: Transport, path: str, name: str = ""):
-        self.transport = transport
-        self.path = resolve_path(path)
-        if ":" in self.path:
-            raise InvalidArgument(f"invalid {transport.name}: reference: the path {self.path!r} contains a colon")
-        self.name = validate_ref_name(name, transport.name) if name else ""
-
-    def string_within_transport(self) -> str:
-        return f"{self.path}:{self.name}" if self.name else self.path
-
-    def policy_configuration_identity(self) -> str:
-        return self.string_within_transport()
-
-    def policy_configuration_namespaces(self) -> list[str]:
-        out = [self.path] if self.name else []
-        p = self.path
-        while True:
-            parent = os.path.dirname(p)
-            if parent == p or parent == "/":
-                break
-            out.append(parent)
-            p = parent
-        return out
+class OCIArchiveReference(OCILayoutReference):
+    """``oci-archive:PATH[:REF]``: parsed and scoped like ``oci:``; the layout is a tar."""
 
     def new_source(self, ctx: SystemContext | None = None) -> LayoutSource:
         return LayoutSource(self, TarLayoutBackend(self.path, str(self)), self.name)
@@ -174,3 +144,6 @@ class OCIArchiveDestination(OCILayoutDestination):
 
     def close(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+OCIArchiveTransport.reference_class = OCIArchiveReference

@@ -21,7 +21,7 @@ import secrets
 import subprocess
 
 from libpod_core import tarapply, tardiff
-from libpod_core.errors import NotFound, StorageError
+from libpod_core.errors import StorageError
 from libpod_core.graphdriver import GraphDriverBase, dir_size, fs_type, hookimpl, is_mountpoint, rmtree, umount
 
 LINK_DIR = "l"
