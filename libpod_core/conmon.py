@@ -287,3 +287,68 @@ def write_ctl(bundle: str, message: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write everything (a closed reader ends the copy quietly)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BrokenPipeError:
+            return
+        view = view[n:]
+
+
+def relay(sock, *, in_fd: int | None, out_fd: int, err_fd: int, detach_keys: bytes = b"",
+          tty: bool = False) -> bool:
+    """Copy *in_fd* to an attach socket and the socket's stdout/stderr packets to *out_fd*
+    and *err_fd* until the stream ends (True) or the user types *detach_keys* on a
+    terminal (False). Used by ``attach``/``start -a``/``run`` and by ``exec``."""
+    held = b""
+    stdin_open = in_fd is not None
+    while True:
+        rlist = [sock] + ([in_fd] if stdin_open else [])
+        try:
+            ready, _, _ = select.select(rlist, [], [])
+        except InterruptedError:
+            continue
+        if sock in ready:
+            try:
+                pkt = sock.recv(65536)
+            except ConnectionResetError:
+                pkt = b""
+            if not pkt:
+                return True
+            write_all(err_fd if pkt[0] == STREAM_STDERR else out_fd, pkt[1:])
+        if stdin_open and in_fd in ready:
+            try:
+                data = os.read(in_fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                stdin_open = False
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                continue
+            if detach_keys and tty:
+                buf = held + data
+                idx = buf.find(detach_keys)
+                if idx >= 0:
+                    if idx:
+                        sock.sendall(buf[:idx])
+                    return False
+                keep = 0
+                for k in range(min(len(detach_keys) - 1, len(buf)), 0, -1):
+                    if buf.endswith(detach_keys[:k]):
+                        keep = k
+                        break
+                held = buf[len(buf) - keep:] if keep else b""
+                data = buf[: len(buf) - keep]
+            if data:
+                try:
+                    sock.sendall(data)
+                except OSError:
+                    stdin_open = False

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import select
 import shutil
 import socket
 import subprocess
@@ -440,52 +439,4 @@ def stream(sess: ExecSession, sock: socket.socket, *, in_fd: int | None, out_fd:
            detach_keys: bytes = b"", tty: bool = False) -> bool:
     """Copy stdin to the session and its output to *out_fd*/*err_fd* until it ends.
     Returns False when the user detached with *detach_keys*."""
-    from .cli.cmd_containers import _write_all
-
-    held = b""
-    stdin_open = in_fd is not None
-    while True:
-        rlist = [sock] + ([in_fd] if stdin_open else [])
-        try:
-            ready, _, _ = select.select(rlist, [], [])
-        except InterruptedError:
-            continue
-        if sock in ready:
-            try:
-                pkt = sock.recv(65536)
-            except ConnectionResetError:
-                pkt = b""
-            if not pkt:
-                return True
-            _write_all(err_fd if pkt[0] == conmon_mod.STREAM_STDERR else out_fd, pkt[1:])
-        if stdin_open and in_fd in ready:
-            try:
-                data = os.read(in_fd, 4096)
-            except OSError:
-                data = b""
-            if not data:
-                stdin_open = False
-                try:
-                    sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                continue
-            if detach_keys and tty:
-                buf = held + data
-                idx = buf.find(detach_keys)
-                if idx >= 0:
-                    if idx:
-                        sock.sendall(buf[:idx])
-                    return False
-                keep = 0
-                for k in range(min(len(detach_keys) - 1, len(buf)), 0, -1):
-                    if buf.endswith(detach_keys[:k]):
-                        keep = k
-                        break
-                held = buf[len(buf) - keep:] if keep else b""
-                data = buf[: len(buf) - keep]
-            if data:
-                try:
-                    sock.sendall(data)
-                except OSError:
-                    stdin_open = False
+    return conmon_mod.relay(sock, in_fd=in_fd, out_fd=out_fd, err_fd=err_fd, detach_keys=detach_keys, tty=tty)

@@ -296,22 +296,16 @@ def parse_detach_keys(spec: str) -> bytes:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BrokenPipeError:
-            return
-        view = view[n:]
+    from ..conmon import write_all  # conmon is imported lazily: keep 'kpod ps' light
+
+    write_all(fd, data)
 
 
 def attach_and_start(c, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11", sig_proxy: bool = True,
                      start: bool = True) -> int | None:
     """Initialise *c*, connect to its attach socket, start it and stream until it exits.
     Returns the exit code, or None when the user detached."""
-    import select
     import signal
-    import socket
     import termios
     import tty as ttymod
 
@@ -360,56 +354,10 @@ def attach_and_start(c, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x
             c.start()
         if tty:
             resize()
-        held = b""
-        stdin_open = in_fd is not None
         out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
         sys.stdout.flush()
-        while True:
-            rlist = [sock] + ([in_fd] if stdin_open else [])
-            try:
-                ready, _, _ = select.select(rlist, [], [])
-            except InterruptedError:
-                continue
-            if sock in ready:
-                try:
-                    pkt = sock.recv(65536)
-                except ConnectionResetError:
-                    pkt = b""
-                if not pkt:
-                    break
-                _write_all(err_fd if pkt[0] == conmon.STREAM_STDERR else out_fd, pkt[1:])
-            if stdin_open and in_fd in ready:
-                try:
-                    data = os.read(in_fd, 4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    stdin_open = False
-                    try:
-                        sock.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-                    continue
-                if detach_keys and tty:
-                    buf = held + data
-                    idx = buf.find(detach_keys)
-                    if idx >= 0:
-                        if idx:
-                            sock.sendall(buf[:idx])
-                        return None
-                    # keep a possible start of the sequence for the next read
-                    keep = 0
-                    for k in range(min(len(detach_keys) - 1, len(buf)), 0, -1):
-                        if buf.endswith(detach_keys[:k]):
-                            keep = k
-                            break
-                    held = buf[len(buf) - keep:] if keep else b""
-                    data = buf[: len(buf) - keep]
-                if data:
-                    try:
-                        sock.sendall(data)
-                    except OSError:
-                        stdin_open = False
+        if not conmon.relay(sock, in_fd=in_fd, out_fd=out_fd, err_fd=err_fd, detach_keys=detach_keys, tty=tty):
+            return None  # detached: the container goes on
     finally:
         if raw_saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, raw_saved)
