@@ -10,7 +10,8 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..errors import EXIT_ENGINE, InvalidArgument, KpodError, NotFound
+from ..errors import InvalidArgument, KpodError, NotFound
+from .cmd_containers import _echo_err, _Failures  # one error-report style for multi-object commands
 from .formatting import Template, align_tabs, render_many, to_json
 
 _CTX = {"help_option_names": ["-h", "--help"]}
@@ -18,27 +19,6 @@ _CTX = {"help_option_names": ["-h", "--help"]}
 
 def _pods(state):
     return state.runtime.pods
-
-
-def _echo_err(msg: str) -> None:
-    from .main import one_line
-
-    click.echo(f"Error: {one_line(msg)}", err=True)
-
-
-class _Failures:
-    def __init__(self) -> None:
-        self.code = 0
-
-    def add(self, exc: Exception, code: int | None = None) -> None:
-        _echo_err(exc.message if isinstance(exc, KpodError) else str(exc))
-        c = code if code is not None else (exc.exit_code if isinstance(exc, KpodError) else EXIT_ENGINE)
-        if self.code == 0 or c == EXIT_ENGINE:
-            self.code = c
-
-    def exit(self) -> None:
-        if self.code:
-            raise click.exceptions.Exit(self.code)
 
 
 def _targets(state, names: Iterable[str], all_: bool = False, latest: bool = False):
