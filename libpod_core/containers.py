@@ -403,18 +403,9 @@ class ContainerManager:
 
     def get(self, name_or_id: str) -> "Container":
         """By full ID, name, or unique ID prefix."""
-        if not name_or_id:
-            raise NotFound('no container with name or ID "" found: no such container')
-        rows = self._rows("WHERE (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1",
-                          (name_or_id, name_or_id, name_or_id))
-        row = rows[0] if rows else None
-        if row is None and re.fullmatch(r"[0-9a-f]{1,63}", name_or_id):
-            rows = self._rows("WHERE id LIKE ?", (name_or_id + "%",))
-            if len(rows) > 1:
-                raise InvalidArgument(f'more than one container matches "{name_or_id}": use more of the ID')
-            row = rows[0] if rows else None
-        if row is None:
-            raise NotFound(f'no container with name or ID "{name_or_id}" found: no such container')
+        from .state import find_by_name_or_id
+
+        row = find_by_name_or_id(self._rows, name_or_id, "container")
         return Container(self, row)
 
     def exists(self, name_or_id: str) -> bool:

@@ -287,17 +287,10 @@ class PodManager:
 
     # -- lookup -------------------------------------------------------------------------
     def get(self, name_or_id: str) -> "Pod":
-        if not name_or_id:
-            raise NotFound('no pod with name or ID "" found: no such pod')
-        row = self.db.one("SELECT * FROM pods WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
-                          (name_or_id, name_or_id, name_or_id))
-        if row is None and re.fullmatch(r"[0-9a-f]{1,63}", name_or_id):
-            rows = self.db.read("SELECT * FROM pods WHERE id LIKE ?", (name_or_id + "%",))
-            if len(rows) > 1:
-                raise InvalidArgument(f'more than one pod matches "{name_or_id}": use more of the ID')
-            row = rows[0] if rows else None
-        if row is None:
-            raise NotFound(f'no pod with name or ID "{name_or_id}" found: no such pod')
+        from .state import find_by_name_or_id
+
+        row = find_by_name_or_id(lambda where, params: self.db.read(f"SELECT * FROM pods {where}", params),
+                                 name_or_id, "pod")
         return Pod(self, row)
 
     def exists(self, name_or_id: str) -> bool:

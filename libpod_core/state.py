@@ -156,3 +156,24 @@ class FileLock:
             yield self
         finally:
             self.release()
+
+
+def find_by_name_or_id(rows, name_or_id: str, kind: str):
+    """The one row whose ID or name is *name_or_id*, else the one whose ID starts with it.
+
+    *rows(where, params)* runs ``SELECT * FROM <table> <where>`` (callers add their own
+    conditions). Raises NotFound, or InvalidArgument for an ambiguous ID prefix.
+    """
+    import re
+
+    from .errors import InvalidArgument, NotFound
+
+    found = rows("WHERE (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1", (name_or_id, name_or_id, name_or_id)) \
+        if name_or_id else []
+    if not found and re.fullmatch(r"[0-9a-f]{1,63}", name_or_id or ""):
+        found = rows("WHERE id LIKE ?", (name_or_id + "%",))
+        if len(found) > 1:
+            raise InvalidArgument(f'more than one {kind} matches "{name_or_id}": use more of the ID')
+    if not found:
+        raise NotFound(f'no {kind} with name or ID "{name_or_id}" found: no such {kind}')
+    return found[0]
