@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from . import hookspecs
+if TYPE_CHECKING:
+    from importlib import metadata
+
+from . import epcache, hookspecs
 from .errors import PluginError
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class PluginInfo:
 
 def entry_points(kind: str) -> list[metadata.EntryPoint]:
     """Installed entry points of one kind, sorted by name (first of duplicate names wins)."""
+    from importlib import metadata
+
     seen: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=GROUPS[kind]):
         seen.setdefault(ep.name, ep)
@@ -81,7 +85,7 @@ def entry_points(kind: str) -> list[metadata.EntryPoint]:
 
 
 def installed_names(kind: str) -> list[str]:
-    return [ep.name for ep in entry_points(kind)]
+    return sorted({e.name for e in epcache.entries(GROUPS[kind])})
 
 
 def _dist(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
@@ -134,6 +138,20 @@ class PluginManager:
         return self._drivers[kind][0] if kind in self._drivers else None
 
     def _load_driver(self, kind: str, name: str) -> object:
+        # The common case through the entry-point cache (no importlib.metadata, no
+        # stevedore); anything unusual (not found, several, failing) goes through stevedore,
+        # which gives the clear errors below.
+        found = epcache.entries(GROUPS[kind], name)
+        if len(found) == 1:
+            try:
+                cls = epcache.load(found[0].value)
+            except Exception:
+                pass
+            else:
+                return self._start_driver(kind, name, cls, found[0].value)
+        return self._load_driver_stevedore(kind, name)
+
+    def _load_driver_stevedore(self, kind: str, name: str) -> object:
         from stevedore import driver as sdriver
         from stevedore.exception import NoMatches
 
@@ -160,20 +178,21 @@ class PluginManager:
             raise PluginError(_missing_message(kind, name)) from None
         except RuntimeError as exc:  # several distributions register the name
             raise PluginError(f"{kind} driver {name!r}: {exc}") from exc
-        ep = mgr.extensions[0].entry_point
-        cls = mgr.driver
+        return self._start_driver(kind, name, mgr.driver, mgr.extensions[0].entry_point.value)
+
+    def _start_driver(self, kind: str, name: str, cls: Any, value: str) -> object:
         try:
             obj = cls(self.config) if isinstance(cls, type) else cls
         except Exception as exc:
             if isinstance(exc, PluginError) or hasattr(exc, "exit_code"):
                 raise
-            raise PluginError(f"{kind} driver {name!r} ({ep.value}) failed to start: {exc}") from exc
-        self._register(obj, f"{kind}:{name}", f"{kind} driver {name!r} ({ep.value})")
+            raise PluginError(f"{kind} driver {name!r} ({value}) failed to start: {exc}") from exc
+        self._register(obj, f"{kind}:{name}", f"{kind} driver {name!r} ({value})")
         missing = [h for h in hookspecs.REQUIRED_HOOKS.get(kind, ()) if not self._implements(obj, h)]
         if missing:
             self.pm.unregister(obj)
             raise PluginError(
-                f"{kind} driver {name!r} ({ep.value}) does not implement required hooks: {', '.join(missing)}"
+                f"{kind} driver {name!r} ({value}) does not implement required hooks: {', '.join(missing)}"
             )
         return obj
 
@@ -197,15 +216,18 @@ class PluginManager:
         if self._general_loaded:
             return self._general
         disabled = set(self.config.disabled_plugins)  # also KPOD_DISABLED_PLUGINS
-        for ep in entry_points("plugin"):
-            dist, ver = _dist(ep)
+        seen: dict[str, epcache.Entry] = {}
+        for e in epcache.entries(GROUPS["plugin"]):
+            seen.setdefault(e.name, e)
+        for ep in (seen[n] for n in sorted(seen)):
+            dist, ver = ep.dist, ep.version
             info = PluginInfo("plugin", ep.name, ep.value, dist, ver)
             if ep.name in disabled:
                 info.error = "disabled"
                 self._general.append(info)
                 continue
             try:
-                target = ep.load()
+                target = epcache.load(ep.value)
                 obj = target(self.config) if isinstance(target, type) else target
             except Exception as exc:
                 raise PluginError(

@@ -10,7 +10,6 @@ pipeline does, while streaming, for every blob and manifest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import IO, Any, Callable
 
 from ..errors import InvalidArgument, TransportError
@@ -195,10 +194,12 @@ def get_transport(name: str, config: Any = None) -> Transport:
     """The transport registered as *name* in ``kpod.transport`` (or by a general plugin)."""
     if name in _cache:
         return _cache[name]
-    for ep in metadata.entry_points(group="kpod.transport"):
+    from .. import epcache
+
+    for ep in epcache.entries("kpod.transport", name)[:1]:
         if ep.name == name:
             try:
-                cls = ep.load()
+                cls = epcache.load(ep.value)
             except Exception as exc:
                 raise TransportError(f"transport {name!r} ({ep.value}) failed to load: {exc}") from exc
             t = cls() if isinstance(cls, type) else cls
