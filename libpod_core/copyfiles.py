@@ -26,7 +26,6 @@ written through outside the root). :func:`copy` implements ``kpod cp`` on top of
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import posixpath
@@ -58,16 +57,13 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-_libc = None
 _openat2_ok: bool | None = None
 
 
 def _get_libc():
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-    return _libc
+    from .graphdriver import libc
+
+    return libc()
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:

@@ -6,14 +6,10 @@ A driver keeps its data in ``<graphroot>/<name>``; per-boot mount reference coun
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import re
-import shutil
-import subprocess
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -30,16 +26,41 @@ _libc = None
 
 
 def libc():
+    """The C library, through ctypes (loaded on first use)."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        import ctypes
+
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:  # not glibc: ask the loader (find_library runs ldconfig: slow)
+            import ctypes.util
+
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
     return _libc
+
+
+def errno_() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
+def mount(source: str, target: str, fstype: str, data: str, flags: int = 0) -> None:
+    """mount(2) directly (no mount(8) process); raises StorageError."""
+    import ctypes
+
+    if libc().mount(os.fsencode(source), os.fsencode(target), fstype.encode(), ctypes.c_ulong(flags),
+                    data.encode()) != 0:
+        err = errno_()
+        raise StorageError(f"mount {fstype} on {target}: {os.strerror(err)}")
 
 
 def umount(path: str, detach: bool = True) -> None:
     """umount2(path, MNT_DETACH); a path that is not mounted is not an error."""
     if libc().umount2(os.fsencode(path), MNT_DETACH if detach else 0) != 0:
-        err = ctypes.get_errno()
+        err = errno_()
         if err in (errno.EINVAL, errno.ENOENT):
             return
         raise StorageError(f"unmount {path}: {os.strerror(err)}")
@@ -62,6 +83,8 @@ def is_mountpoint(path: str) -> bool:
 
 
 def fs_type(path: str) -> str:
+    import subprocess
+
     try:
         out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True, timeout=10).stdout
         return out.strip() or "unknown"
@@ -91,6 +114,8 @@ def rmtree(path: str) -> None:
     """Remove a tree, tolerating its absence."""
     if os.path.lexists(path):
         if os.path.isdir(path) and not os.path.islink(path):
+            import shutil
+
             shutil.rmtree(path, ignore_errors=False, onerror=_rm_error)
         else:
             os.unlink(path)

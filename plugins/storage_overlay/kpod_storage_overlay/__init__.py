@@ -17,12 +17,10 @@ in the one page the kernel accepts for mount options.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 
-from libpod_core import tarapply, tardiff
 from libpod_core.errors import StorageError
-from libpod_core.graphdriver import GraphDriverBase, dir_size, fs_type, hookimpl, is_mountpoint, rmtree, umount
+from libpod_core.graphdriver import GraphDriverBase, dir_size, fs_type, hookimpl, is_mountpoint, mount, rmtree, umount
 
 LINK_DIR = "l"
 # mount(2) takes one page of option data.
@@ -77,7 +75,7 @@ class OverlayDriver(GraphDriverBase):
         try:
             for sub in ("diff", "work", "merged", "empty"):
                 os.mkdir(os.path.join(d, sub), 0o755 if sub == "diff" else 0o700)
-            short = secrets.token_hex(13).upper()
+            short = os.urandom(13).hex().upper()
             os.symlink(f"../{layer_id}/diff", os.path.join(self.home, LINK_DIR, short))
             with open(os.path.join(d, "link"), "w") as f:
                 f.write(short)
@@ -92,16 +90,22 @@ class OverlayDriver(GraphDriverBase):
     @hookimpl
     def storage_apply_diff(self, layer_id, parent_id, stream):
         self.require(layer_id)
+        from libpod_core import tarapply
+
         return tarapply.apply_layer(stream, self.diff_dir(layer_id), whiteout_format="overlay")
 
     @hookimpl
     def storage_changes(self, layer_id, parent_id):
         self.require(layer_id)
+        from libpod_core import tardiff
+
         return tardiff.changes(self.diff_dir(layer_id), self._lower_dirs(layer_id), "overlay")
 
     @hookimpl
     def storage_diff(self, layer_id, parent_id, out):
         self.require(layer_id)
+        from libpod_core import tardiff
+
         return tardiff.diff_tar(self.diff_dir(layer_id), self._lower_dirs(layer_id), "overlay", out)
 
     @hookimpl
@@ -122,16 +126,30 @@ class OverlayDriver(GraphDriverBase):
                 opts += f",context={mount_label!r}"
             if len(opts) >= MAX_MOUNT_DATA:
                 raise StorageError(f"layer {layer_id}: too many parent layers to mount ({len(lowers)})")
-            # Relative lowerdir paths resolve against mount(8)'s working directory.
-            proc = subprocess.run(
-                ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
-                cwd=self.home,
-                capture_output=True,
-                text=True,
-                timeout=60,
+            # The same paths made absolute, when they fit in the one page mount(2) takes, are
+            # mounted directly; longer ones go through mount(8) run in the driver's home,
+            # against which the relative paths resolve (a process-wide chdir here is no option).
+            home = self.home.rstrip("/") + "/"
+            absolute = ",".join(
+                (k + "=" + ":".join(home + p for p in v.split(":"))) if k in ("lowerdir", "upperdir", "workdir") else o
+                for o in opts.split(",") for k, _, v in [o.partition("=")]
             )
-            if proc.returncode != 0:
-                raise StorageError(f"mount overlay for layer {layer_id}: {proc.stderr.strip() or 'failed'}")
+            # mount(8) turns options such as nodev into flags: user mount options go through it.
+            if not extra and len(absolute) < MAX_MOUNT_DATA - 1:
+                try:
+                    mount("overlay", merged, "overlay", absolute)
+                except StorageError as exc:
+                    raise StorageError(f"mount overlay for layer {layer_id}: {exc}") from None
+            else:
+                proc = subprocess.run(
+                    ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
+                    cwd=self.home,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                if proc.returncode != 0:
+                    raise StorageError(f"mount overlay for layer {layer_id}: {proc.stderr.strip() or 'failed'}")
             self.write_count(count_file, 1)
             return merged
 

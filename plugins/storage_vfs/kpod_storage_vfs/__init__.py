@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 
-from libpod_core import tarapply, tardiff
 from libpod_core.errors import StorageError
 from libpod_core.graphdriver import GraphDriverBase, dir_size, fs_type, hookimpl, rmtree
 
@@ -61,6 +60,8 @@ class VfsDriver(GraphDriverBase):
     @hookimpl
     def storage_apply_diff(self, layer_id, parent_id, stream):
         self.require(layer_id)
+        from libpod_core import tarapply
+
         return tarapply.apply_layer(stream, self.root_dir(layer_id), whiteout_format="vfs")
 
     def _parent_root(self, layer_id: str) -> list[str]:
@@ -70,11 +71,15 @@ class VfsDriver(GraphDriverBase):
     @hookimpl
     def storage_changes(self, layer_id, parent_id):
         self.require(layer_id)
+        from libpod_core import tardiff
+
         return tardiff.changes(self.root_dir(layer_id), self._parent_root(layer_id), "vfs")
 
     @hookimpl
     def storage_diff(self, layer_id, parent_id, out):
         self.require(layer_id)
+        from libpod_core import tardiff
+
         return tardiff.diff_tar(self.root_dir(layer_id), self._parent_root(layer_id), "vfs", out)
 
     @hookimpl
