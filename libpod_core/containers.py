@@ -37,10 +37,7 @@ import copy
 import json
 import logging
 import os
-import random
 import re
-import secrets
-import shutil
 import signal as _signal
 import sqlite3
 import sys
@@ -49,7 +46,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from . import conmon as conmon_mod
 from .errors import (
     AlreadyExists,
     ContainerStateError,
@@ -62,6 +58,29 @@ from . import store as _store  # noqa: F401 - registers the image tables our for
 from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
 
 log = logging.getLogger(__name__)
+
+
+# Imported on first use: ``create`` and ``ps`` never need conmon, subprocess or shutil, and
+# every millisecond of imports is paid by every kpod command.
+def _conmon():
+    from . import conmon
+
+    return conmon
+
+
+def _shutil():
+    import shutil
+
+    return shutil
+
+
+def _token_hex(nbytes: int) -> str:
+    return os.urandom(nbytes).hex()
+
+
+def _choice(seq: Sequence[str]) -> str:
+    return seq[int.from_bytes(os.urandom(4), "little") % len(seq)]
+
 
 SCHEMA_VERSION = 1
 register_schema(
@@ -255,7 +274,7 @@ _NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "torvalds", "knu
 
 
 def random_name() -> str:
-    return f"{random.choice(_ADJ)}_{random.choice(_NOUN)}"
+    return f"{_choice(_ADJ)}_{_choice(_NOUN)}"
 
 
 def _config_with(config, **values):
@@ -274,7 +293,7 @@ def _unlink(path: str) -> None:
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        shutil.rmtree(path, ignore_errors=True)
+        _shutil().rmtree(path, ignore_errors=True)
 
 
 def _write_atomic(path: str, data: str | bytes, mode: int = 0o644) -> None:
@@ -362,7 +381,7 @@ class ContainerManager:
         """``kpod <global args> container cleanup [--rm] ID`` for conmon's --exit-command."""
         kpod = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "kpod")
         if not os.access(kpod, os.X_OK):
-            kpod = shutil.which("kpod") or kpod
+            kpod = _shutil().which("kpod") or kpod
         cfg = self.config
         args = [kpod, "--root", cfg.graphroot, "--runroot", cfg.runroot, "--runtime", container.runtime,
                 "--storage-driver", cfg.storage_driver]
@@ -495,7 +514,7 @@ class ContainerManager:
             opts.stop_signal = inner["StopSignal"]
         runtime = self.runtime_name()
         store = self.images
-        cid = secrets.token_hex(32)
+        cid = _token_hex(32)
         lock = FileLock(os.path.join(self.lock_dir, f"ctr-{cid}.lock"))
         lock.acquire(exclusive=True)
         op = None
@@ -510,7 +529,7 @@ class ContainerManager:
                             restart_max=max_retries, image_id=img.id)
                 now = time.time()
                 for attempt in range(20):
-                    name = opts.name or random_name() + ("" if attempt < 5 else f"_{secrets.token_hex(2)}")
+                    name = opts.name or random_name() + ("" if attempt < 5 else f"_{_token_hex(2)}")
                     try:
                         with self.db.write() as tx:
                             tx.execute(
@@ -559,8 +578,8 @@ class ContainerManager:
                     c.unmount()
                 except Exception:  # noqa: BLE001
                     pass
-                shutil.rmtree(os.path.join(self.static_root, cid), ignore_errors=True)
-                shutil.rmtree(os.path.join(self.run_root, cid), ignore_errors=True)
+                _shutil().rmtree(os.path.join(self.static_root, cid), ignore_errors=True)
+                _shutil().rmtree(os.path.join(self.run_root, cid), ignore_errors=True)
             if row_made:
                 with self.db.write() as tx:
                     tx.execute("DELETE FROM containers WHERE id = ?", (cid,))
@@ -673,7 +692,7 @@ class ContainerManager:
                         continue  # being created right now
                     try:
                         if self.db.one("SELECT 1 FROM containers WHERE id = ?", (d,)) is None:
-                            shutil.rmtree(os.path.join(base, d), ignore_errors=True)
+                            _shutil().rmtree(os.path.join(base, d), ignore_errors=True)
                             n += 1
                     finally:
                         lock.release()
@@ -748,7 +767,7 @@ class Container:
 
     @property
     def attach_path(self) -> str:
-        return conmon_mod.attach_socket_path(self.mgr.socket_dir, self.id)
+        return _conmon().attach_socket_path(self.mgr.socket_dir, self.id)
 
     @property
     def hostname(self) -> str:
@@ -818,9 +837,9 @@ class Container:
         self.row.update(values)
 
     def _read_exit(self) -> tuple[int, bool, float] | None:
-        code = conmon_mod.read_exit_file(self.exit_file)
+        code = _conmon().read_exit_file(self.exit_file)
         if code is None:
-            code = conmon_mod.read_exit_file(os.path.join(self.rundir, "exit"))
+            code = _conmon().read_exit_file(os.path.join(self.rundir, "exit"))
             if code is None:
                 return None
             path = os.path.join(self.rundir, "exit")
@@ -853,7 +872,7 @@ class Container:
         if ex is not None:
             st.update(status="stopped", exit_code=ex[0], oom_killed=ex[1], finished_at=ex[2])
             return st
-        if not conmon_mod.process_alive(self.row["conmon_pid"], self.id):
+        if not _conmon().process_alive(self.row["conmon_pid"], self.id):
             ex = self._read_exit()
             if ex is not None:
                 st.update(status="stopped", exit_code=ex[0], oom_killed=ex[1], finished_at=ex[2])
@@ -1024,7 +1043,7 @@ class Container:
                 _unlink(p)
             path, gargs = hook.runtime_command()
             env = hook.runtime_env() or {}
-            opts = conmon_mod.ConmonOptions(
+            opts = _conmon().ConmonOptions(
                 conmon_path=mgr.conmon_path(), container_id=self.id, name=self.name, runtime_path=path,
                 runtime_args=list(gargs), bundle=self.bundle, pid_file=os.path.join(self.rundir, "pidfile"),
                 conmon_pid_file=os.path.join(self.rundir, "conmon.pid"), log_path=self.log_path,
@@ -1034,7 +1053,7 @@ class Container:
                 log_level="debug" if mgr.config.log_level == "debug" else "warning", env=env,
             )
             try:
-                pid, conmon_pid = conmon_mod.spawn(opts)
+                pid, conmon_pid = _conmon().spawn(opts)
             except BaseException:
                 try:
                     hook.runtime_delete(container_id=self.id, force=True)
@@ -1098,7 +1117,7 @@ class Container:
         while True:
             if os.path.exists(self.exit_file):
                 return True
-            if not conmon_mod.process_alive(self.row["conmon_pid"], self.id):
+            if not _conmon().process_alive(self.row["conmon_pid"], self.id):
                 return os.path.exists(self.exit_file)
             if time.monotonic() >= deadline:
                 return False
@@ -1212,8 +1231,8 @@ class Container:
     # -- cleanup and removal ------------------------------------------------------------------
     def _conmon_pids(self) -> list[int]:
         """Live conmon processes of this container (the recorded one and the pid file's)."""
-        pids = {self.row["conmon_pid"], conmon_mod.read_pid(os.path.join(self.rundir, "conmon.pid"))}
-        return [p for p in pids if p and conmon_mod.process_alive(p, self.id)]
+        pids = {self.row["conmon_pid"], _conmon().read_pid(os.path.join(self.rundir, "conmon.pid"))}
+        return [p for p in pids if p and _conmon().process_alive(p, self.id)]
 
     def _kill_conmon(self) -> None:
         for pid in self._conmon_pids():
@@ -1354,8 +1373,8 @@ class Container:
                 store._delete_layer(self.layer_id)
         except Exception as exc:  # noqa: BLE001 - the layer row is swept later (container prune)
             log.warning("%s: removing layer %s: %s", self.short_id, self.layer_id, exc)
-        shutil.rmtree(self.rundir, ignore_errors=True)
-        shutil.rmtree(self.static_dir, ignore_errors=True)
+        _shutil().rmtree(self.rundir, ignore_errors=True)
+        _shutil().rmtree(self.static_dir, ignore_errors=True)
         _unlink(self.exit_file)
         _unlink(os.path.join(self.mgr.socket_dir, self.id))
         self.row["status"] = "removed"

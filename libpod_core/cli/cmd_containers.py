@@ -201,10 +201,17 @@ def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]
 @click.pass_obj
 def create(state, image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Create a container from IMAGE without starting it; prints its ID."""
-    from ..pods import create_with_pod
-
-    c = create_with_pod(_mgr(state), _options_from_flags(image, command, kw))
+    c = _create(_mgr(state), _options_from_flags(image, command, kw))
     click.echo(c.id)
+
+
+def _create(mgr, opts, **kw):
+    """``create``/``run``: through the pods module only with ``--pod`` (which may make one)."""
+    if opts.pod:
+        from ..pods import create_with_pod
+
+        return create_with_pod(mgr, opts, **kw)
+    return mgr.create(opts, **kw)
 
 
 @click.command(context_settings=_RUN_CTX)
@@ -229,9 +236,7 @@ def run(state, image: str, command: tuple[str, ...], detach: bool, detach_keys: 
         raise InvalidArgument('the --rm option conflicts with --restart, when the restart policy is not "" and "no"')
     keys = parse_detach_keys(detach_keys)
     mgr = _mgr(state)
-    from ..pods import create_with_pod
-
-    c = create_with_pod(mgr, opts, keep_mounted=True)
+    c = _create(mgr, opts, keep_mounted=True)
     try:
         if detach:
             c.start()

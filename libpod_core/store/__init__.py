@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,7 +93,7 @@ CACHE_DIR = "layer-cache"
 
 
 def new_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 @dataclass
@@ -138,7 +137,7 @@ class Operation:
 
     def __init__(self, store: "ImageStore", what: str) -> None:
         self.store = store
-        self.id = secrets.token_hex(8)
+        self.id = os.urandom(8).hex()
         self.lock = FileLock(os.path.join(store.lock_dir, f"op-{self.id}.lock"))
         self.lock.acquire(exclusive=True)
         with store.db.write() as tx:
