@@ -53,6 +53,7 @@ from .errors import (
     KpodError,
     NotFound,
 )
+from .lazyre import lazy
 from .state import FileLock, register_schema
 from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
 from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
@@ -128,7 +129,7 @@ register_schema(
 ACTIVE = ("created", "running", "paused")
 #: how long removed containers' exit codes are kept (for ``wait`` and ``run --rm``)
 EXIT_CODE_TTL = 600.0
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_RE = lazy(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 PULL_POLICIES = ("always", "missing", "never", "newer")
 DEFAULT_STOP_TIMEOUT = 10

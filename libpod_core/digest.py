@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import zlib
 
 from libpod_core.errors import DigestMismatch, InvalidArgument, InvalidLayer
+from libpod_core.lazyre import lazy
 
 __all__ = [
     "InvalidDigest",
@@ -41,7 +41,7 @@ CHUNK_SIZE = 1 << 20
 #: Supported digest algorithms and the length of their hex encoding.
 SUPPORTED_ALGORITHMS = {"sha256": 64, "sha512": 128}
 
-_DIGEST_RE = re.compile(r"\A([a-z0-9]+):([0-9a-f]+)\Z")
+_DIGEST_RE = lazy(r"\A([a-z0-9]+):([0-9a-f]+)\Z")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -9,17 +9,17 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 from contextlib import contextmanager
 from typing import Iterator
 
 import pluggy
 
 from .errors import AlreadyExists, ConfigError, InvalidArgument, NotFound, StorageError
+from .lazyre import lazy
 
 hookimpl = pluggy.HookimplMarker("kpod")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ID = lazy(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 MNT_DETACH = 2
 _libc = None

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 from libpod_core.errors import ImageError, InvalidArgument
+from .lazyre import lazy
 from libpod_core.reference import digest_bytes, split_digest
 
 __all__ = [
@@ -135,7 +136,7 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 MAX_CONFIG_SIZE = 4 * 1024 * 1024
 
 # RFC 6838 media type syntax, as the OCI descriptor spec requires it.
-_MEDIA_TYPE_RE = re.compile(
+_MEDIA_TYPE_RE = lazy(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}", re.ASCII
 )
 
@@ -943,7 +944,7 @@ def format_rfc3339(when: datetime | None = None) -> str:
     return s + "Z"
 
 
-_RFC3339_RE = re.compile(
+_RFC3339_RE = lazy(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 
@@ -964,7 +965,7 @@ _CONTAINER_CONFIG_FIELDS: dict[str, str] = {
     "Healthcheck": "object",
 }
 
-_EXPOSED_PORT_RE = re.compile(r"[0-9]{1,5}(?:-[0-9]{1,5})?(?:/(?:tcp|udp|sctp))?", re.ASCII)
+_EXPOSED_PORT_RE = lazy(r"[0-9]{1,5}(?:-[0-9]{1,5})?(?:/(?:tcp|udp|sctp))?", re.ASCII)
 
 
 def _check_container_config(cfg: Any) -> None:

@@ -24,11 +24,11 @@ Digest helpers live here too (:func:`validate_digest`, :func:`split_digest`,
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
 from libpod_core.errors import InvalidArgument
+from libpod_core.lazyre import lazy
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -67,25 +67,25 @@ TAG_LENGTH_MAX = 128
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
-_PATH_COMPONENT_RE = re.compile(_PATH_COMPONENT, re.ASCII)
+_PATH_RE = lazy(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
+_PATH_COMPONENT_RE = lazy(_PATH_COMPONENT, re.ASCII)
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
-_HOST_RE = re.compile(rf"(?:{_DOMAIN_NAME}|{_IPV6})", re.ASCII)
-_PORT_RE = re.compile(r"[0-9]+", re.ASCII)
+_HOST_RE = lazy(rf"(?:{_DOMAIN_NAME}|{_IPV6})", re.ASCII)
+_PORT_RE = lazy(r"[0-9]+", re.ASCII)
 
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_TAG_RE = lazy(r"[\w][\w.-]{0,127}", re.ASCII)
 
-_DIGEST_ALGO_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[+._-][A-Za-z][A-Za-z0-9]*)*", re.ASCII)
-_DIGEST_HEX_RE = re.compile(r"[0-9a-fA-F]{32,}", re.ASCII)
+_DIGEST_ALGO_RE = lazy(r"[A-Za-z][A-Za-z0-9]*(?:[+._-][A-Za-z][A-Za-z0-9]*)*", re.ASCII)
+_DIGEST_HEX_RE = lazy(r"[0-9a-fA-F]{32,}", re.ASCII)
 # Algorithms kpod verifies (the same set as libpod_core.digest): lowercase hex, fixed length.
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_LOWER_HEX_RE = re.compile(r"[0-9a-f]+", re.ASCII)
+_LOWER_HEX_RE = lazy(r"[0-9a-f]+", re.ASCII)
 
-_ID_RE = re.compile(r"(?:sha256:)?([0-9a-f]{3,64})", re.ASCII)
-_FULL_ID_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_ID_RE = lazy(r"(?:sha256:)?([0-9a-f]{3,64})", re.ASCII)
+_FULL_ID_RE = lazy(r"[0-9a-f]{64}", re.ASCII)
 
 
 _MESSAGE_INPUT_MAX = 300
@@ -153,6 +153,8 @@ def digest_bytes(data: bytes, algorithm: str = "sha256") -> str:
     """The digest string (``sha256:<hex>``) of *data*."""
     if algorithm not in _DIGEST_HEX_LENGTHS:
         raise InvalidArgument(f'unsupported digest algorithm "{algorithm}"')
+    import hashlib
+
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import InvalidArgument
+from .lazyre import lazy
 
 __all__ = [
     "CAPABILITIES",
@@ -266,7 +267,7 @@ _SIZE_UNITS = {
     "g": 1024**3, "gb": 1024**3, "gib": 1024**3,
     "t": 1024**4, "tb": 1024**4, "tib": 1024**4,
 }
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
+_SIZE_RE = lazy(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
 
 
 def parse_size(value: str | int, *, what: str = "size") -> int:
@@ -765,7 +766,7 @@ def parse_volume(spec: str) -> dict[str, Any]:
     return _bind_mount(src, dest, opts, f"volume {spec!r}")
 
 
-_TMPFS_VALUE_OPTS = re.compile(r"^(size=\d+[kmg%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?)$", re.I)
+_TMPFS_VALUE_OPTS = lazy(r"^(size=\d+[kmg%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?)$", re.I)
 
 
 def _tmpfs_mount(dest: str, options: Iterable[str], what: str) -> dict[str, Any]:
@@ -1170,7 +1171,7 @@ def _memory_resources(opts: SpecOptions) -> dict[str, Any]:
     return mem
 
 
-_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_CPUSET_RE = lazy(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
 def _cpu_resources(opts: SpecOptions) -> dict[str, Any]:

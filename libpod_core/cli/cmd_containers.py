@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from ..errors import EXIT_ENGINE, InvalidArgument, KpodError, NotFound
+from ..lazyre import lazy
 from .formatting import render_many, to_json, Template
 
 _RUN_CTX = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
@@ -828,7 +829,7 @@ def ps(state, all_: bool, quiet: bool, latest: bool, last: int, size: bool, no_t
 # logs
 # ---------------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_RE = lazy(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 
 
 def parse_duration(text: str) -> float:

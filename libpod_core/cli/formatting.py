@@ -15,9 +15,10 @@ import re
 from typing import Any, Iterable, Sequence
 
 from ..errors import InvalidArgument
+from ..lazyre import lazy
 from ..units import human_duration
 
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+_ACTION = lazy(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
 
 
 def to_json(obj: Any) -> str:

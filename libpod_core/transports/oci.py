@@ -30,6 +30,7 @@ import re
 from typing import IO, Any
 
 from ..digest import parse_digest
+from ..lazyre import lazy
 from ..errors import DigestMismatch, ImageError, InvalidArgument, NotFound, TransportError
 from ..manifest import (
     INDEX_MEDIA_TYPES,
@@ -74,7 +75,7 @@ MAX_INDEX_SIZE = MAX_MANIFEST_SIZE
 
 _ALNUM = r"[A-Za-z0-9]+"
 _COMPONENT = rf"{_ALNUM}(?:(?:[-._:@+]|--){_ALNUM})*"
-_REF_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
+_REF_NAME_RE = lazy(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
 
 
 def validate_ref_name(name: str, transport: str = "oci") -> str:
