@@ -5,9 +5,9 @@ command the import of ``importlib.metadata`` and its helpers (email, zipfile, pa
 plus a read of every distribution's metadata: together a large part of a short command's
 start-up. This module keeps the ``kpod.*`` groups in one small JSON file under
 ``$XDG_CACHE_HOME/kpod`` (``~/.cache/kpod``), valid for one interpreter and ``sys.path``
-and checked against a fingerprint of what could change them: the modification times of
-every ``sys.path`` directory and of every ``entry_points.txt`` in them (installing,
-upgrading or removing a distribution changes one of those).
+and checked against a fingerprint of what could change them: the distributions' metadata
+directories on ``sys.path`` and their ``entry_points.txt`` files' times and sizes
+(installing, upgrading or removing a distribution changes that list).
 
 The cache only makes lookups faster; it never decides an error. Callers use it for the
 common case (exactly one entry point of that name, which imports) and fall back to stevedore
@@ -25,7 +25,7 @@ import zlib
 from typing import Any, NamedTuple
 
 PREFIX = "kpod."
-VERSION = 2
+VERSION = 3
 
 
 class Entry(NamedTuple):
@@ -49,20 +49,21 @@ def _cache_path() -> str | None:
 
 
 def _fingerprint() -> list[Any]:
-    """What, if changed, may change the installed entry points."""
+    """What, if changed, may change the installed entry points: every distribution's
+    metadata directory on sys.path and its entry_points.txt (not the directories' own
+    mtimes, which change with any file created there, such as the script's directory)."""
     out: list[Any] = []
     for entry in sys.path:
         if not entry:  # the current directory (python -c / -m): not a place kpod is installed
             continue
         try:
-            st = os.stat(entry)
-        except OSError:
-            continue
-        out.append([entry, st.st_mtime_ns])
-        if not os.path.isdir(entry):
-            continue
-        try:
             names = sorted(os.listdir(entry))
+        except NotADirectoryError:  # a zip archive
+            try:
+                out.append([entry, os.stat(entry).st_mtime_ns])
+            except OSError:
+                pass
+            continue
         except OSError:
             continue
         for n in names:
@@ -70,8 +71,9 @@ def _fingerprint() -> list[Any]:
                 try:
                     ep = os.stat(os.path.join(entry, n, "entry_points.txt"))
                 except OSError:
+                    out.append([entry, n])
                     continue
-                out.append([n, ep.st_mtime_ns, ep.st_size])
+                out.append([entry, n, ep.st_mtime_ns, ep.st_size])
     return out
 
 
