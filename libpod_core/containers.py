@@ -54,7 +54,7 @@ from .errors import (
     NotFound,
 )
 from .lazyre import lazy
-from .state import FileLock, register_schema
+from .state import FileLock, container_lock_path, register_schema
 from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
 from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
 
@@ -379,12 +379,17 @@ class ContainerManager:
             log.warning("container_event %s for %s: %s", name, container.id[:12], exc)
 
     def exit_command(self, container: "Container") -> list[str]:
-        """``kpod <global args> container cleanup [--rm] ID`` for conmon's --exit-command."""
-        kpod = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "kpod")
-        if not os.access(kpod, os.X_OK):
-            kpod = _shutil().which("kpod") or kpod
+        """``kpod <global args> container cleanup [--rm] ID`` for conmon's --exit-command,
+        run as ``python -P -m libpod_core.exitcmd <those args>`` by the interpreter running
+        this kpod (which can import this libpod_core): that entry point returns at once when
+        the container is already gone (run --rm, rm -f) without a whole kpod start-up."""
+        if sys.executable and os.path.isabs(sys.executable):
+            prefix = [sys.executable, "-P", "-m", "libpod_core.exitcmd"]
+        else:  # an embedding interpreter without a known executable: the kpod script
+            kpod = _shutil().which("kpod") or "/usr/bin/kpod"
+            prefix = [kpod]
         cfg = self.config
-        args = [kpod, "--root", cfg.graphroot, "--runroot", cfg.runroot, "--runtime", container.runtime,
+        args = [*prefix, "--root", cfg.graphroot, "--runroot", cfg.runroot, "--runtime", container.runtime,
                 "--storage-driver", cfg.storage_driver]
         for opt in cfg.storage_opts:
             args += ["--storage-opt", opt]
@@ -516,7 +521,7 @@ class ContainerManager:
         runtime = self.runtime_name()
         store = self.images
         cid = _token_hex(32)
-        lock = FileLock(os.path.join(self.lock_dir, f"ctr-{cid}.lock"))
+        lock = FileLock(container_lock_path(self.runroot, cid))
         lock.acquire(exclusive=True)
         op = None
         row_made = False
@@ -688,7 +693,7 @@ class ContainerManager:
                 continue
             for d in names:
                 if re.fullmatch(r"[0-9a-f]{64}", d) and d not in ids:
-                    lock = FileLock(os.path.join(self.lock_dir, f"ctr-{d}.lock"))
+                    lock = FileLock(container_lock_path(self.runroot, d))
                     if not lock.acquire(blocking=False):
                         continue  # being created right now
                     try:
@@ -788,7 +793,7 @@ class Container:
 
     @property
     def lock_path(self) -> str:
-        return os.path.join(self.mgr.lock_dir, f"ctr-{self.id}.lock")
+        return container_lock_path(self.mgr.runroot, self.id)
 
     # -- locking ------------------------------------------------------------------------
     @contextmanager
@@ -1017,7 +1022,12 @@ class Container:
             if console_size and spec["process"].get("terminal"):
                 spec["process"]["consoleSize"] = {"height": int(console_size[0]), "width": int(console_size[1])}
             netns = None
-            if hasattr(mgr.network_provider, "prepare_start"):
+            # the CNI ADD runs in the background while conmon and the runtime create the
+            # container; finish_start waits for it before anything runs in the container
+            finish_net = getattr(mgr.network_provider, "finish_start", None)
+            if finish_net is not None:
+                mgr.network_provider.prepare_start(self, spec, background=True)
+            elif hasattr(mgr.network_provider, "prepare_start"):
                 mgr.network_provider.prepare_start(self, spec)  # network setup, joined namespaces
             elif self.config.get("network_mode") == "bridge":
                 netns = self._network_setup()
@@ -1029,6 +1039,8 @@ class Container:
                         has_bind_mounts=bool(self.config.get("volumes")) or any(
                             "bind" in str(m) for m in self.config.get("mounts") or []),
                         plugin_hook=mgr.rt.hook)
+            if finish_net is not None and spec.get("hooks"):
+                finish_net(self)  # OCI hooks run during the runtime's create: they see the network up
             _write_atomic(os.path.join(self.bundle, "config.json"), json.dumps(spec), 0o600)
             hook = self._runtime()
             if any(os.path.exists(os.path.join(self.rundir, f)) for f in ("pidfile", "conmon.pid", "exit")):
@@ -1055,7 +1067,10 @@ class Container:
             )
             try:
                 pid, conmon_pid = _conmon().spawn(opts)
+                if finish_net is not None:
+                    finish_net(self)  # the network is up before the container's process starts
             except BaseException:
+                self._kill_conmon()
                 try:
                     hook.runtime_delete(container_id=self.id, force=True)
                 except KpodError:

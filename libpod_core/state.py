@@ -23,6 +23,11 @@ from typing import Iterator
 from .errors import LockTimeout, StorageError
 
 DB_NAME = "kpod.db"
+
+
+def container_lock_path(runroot: str, container_id: str) -> str:
+    """``<runroot>/locks/ctr-<id>.lock``: the per-container flock."""
+    return os.path.join(runroot, "locks", f"ctr-{container_id}.lock")
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMAS: list[tuple[str, int, str]] = []
