@@ -415,9 +415,43 @@ def top(state, latest: bool, container: str | None, descriptors: tuple[str, ...]
         descriptors = ((container,) if container else ()) + descriptors
         container = None
     c = _one(state, container, latest)
-    wanted = ctrinfo.parse_descriptors(list(descriptors))
+    try:
+        wanted = ctrinfo.parse_descriptors(list(descriptors))
+    except InvalidArgument as unknown:
+        # podman's fallback: what is not a descriptor is ps(1) options, for ps in the container
+        _top_with_ps(c, list(descriptors), unknown)
+        return
     headers, rows = ctrinfo.top(c, wanted)
     click.echo(ctrinfo.tabwrite([headers] + rows))
+
+
+def _top_with_ps(c, args: list[str], unknown: InvalidArgument) -> None:
+    """Run ``ps ARGS`` in the running container *c*, its output straight to ours."""
+    from .. import execs
+
+    if c.state() not in ("running", "paused"):
+        raise ContainerStateError(f"top can only be used on running containers: {c.short_id} is {c.state()}")
+    sess = execs.create_session(c, execs.ExecOptions(command=["ps", *args]))
+    try:
+        _pid, sock, sync_r = sess.start(attach=True)
+    except KpodError as exc:
+        sess.remove()
+        if exc.exit_code in (126, 127):
+            raise InvalidArgument(f"{unknown.message}, and the container has no ps(1) to run them") from None
+        raise
+    try:
+        sys.stdout.flush()
+        execs.stream(sess, sock, in_fd=None, out_fd=sys.stdout.fileno(), err_fd=sys.stderr.fileno(),
+                     detach_keys=b"", tty=False)
+        code = sess.exit_code_from(sync_r)
+    finally:
+        sock.close()
+        os.close(sync_r)
+        sess.remove()
+    if code in (126, 127):
+        raise InvalidArgument(f"{unknown.message}, and the container has no ps(1) to run them")
+    if code != 0:
+        raise KpodError(f"ps(1) in container {c.short_id} failed with exit code {code}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -428,8 +428,15 @@ def test_stats_and_top(ctr):
     assert len(sleeps) == 2 and all(r[2] == "1" for r in sleeps)
     out = k("container", "top", "s", "pid,comm", "huser").stdout.splitlines()
     assert out[0].split() == ["PID", "COMMAND", "HUSER"] and ["1", "sh", "root"] in [l.split() for l in out[1:]]
-    assert_one_error_line(k("top", "s", "bogus", check=False), 125, "unknown descriptor")
+    # what psgo does not know goes to ps(1) in the container, as podman does
+    out = k("top", "s", "-o", "pid,args").stdout.splitlines()
+    assert out[0].split() == ["PID", "COMMAND"] and any(l.split()[1:] == ["sleep", "1000"] for l in out[1:])
+    bad = k("top", "s", "--no-such-ps-option", check=False)
+    assert bad.returncode == 125 and "ps(1) in container" in bad.stderr and "exit code 1" in bad.stderr
+    k("exec", "s", "rm", "/bin/ps")
+    assert_one_error_line(k("top", "s", "-o", "pid", check=False), 125, "has no ps(1)")
     assert_one_error_line(k("top", "idle", check=False), 125, "running")
+    assert_one_error_line(k("top", "idle", "-o", "pid", check=False), 125, "running")
 
 
 # ---------------------------------------------------------------------------------------
