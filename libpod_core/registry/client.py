@@ -311,6 +311,29 @@ class _HashingReader:
         return f"{self.algorithm}:{self.h.hexdigest()}"
 
 
+class _BodyError(Exception):
+    """An exception raised by a streamed request body's source (not by the network)."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+class _StreamedBody:
+    """A request body read from a stream (sent with ``Transfer-Encoding: chunked``): an
+    error of the source is carried out as :class:`_BodyError`, so that it is not mistaken
+    for a network error, and is raised as itself by the caller."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.f.read(n)
+        except BaseException as exc:
+            raise _BodyError(exc) from exc
+
+
 @dataclass
 class _Token:
     value: str
@@ -455,6 +478,9 @@ class RegistryClient:
                 conn.request(method, path, body=body, headers=hdrs)
                 resp = conn.getresponse()
                 return resp, conn, key
+            except _BodyError:
+                conn.close()  # the request was cut off midway
+                raise
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()
                 rewindable = body is None or isinstance(body, (bytes, bytearray))
@@ -873,6 +899,14 @@ class RegistryClient:
             raise RegistryError(f"{what}: the registry gave no upload location")
         return urljoin(self.base_url() + "/", loc)
 
+    def _send_body(self, method: str, url: str, scopes, stream, headers, what: str):
+        """:meth:`request` with a body read from *stream*; an exception of the stream is
+        raised as itself (the connection is dropped), not as a network error."""
+        try:
+            return self.request(method, url, scopes=scopes, body=_StreamedBody(stream), headers=headers, what=what)
+        except _BodyError as exc:
+            raise exc.exc from None
+
     @staticmethod
     def _with_query(url: str, **params: str) -> str:
         return url + ("&" if "?" in url else "?") + urlencode(params)
@@ -885,26 +919,40 @@ class RegistryClient:
         size: int | None,
         *,
         monolithic_max: int = 64 * 1024 * 1024,
-        chunk_size: int = 16 * 1024 * 1024,
+        chunk_size: int | None = None,
     ) -> tuple[str, int]:
-        """Upload a blob: one PUT when digest and size are known and size <= *monolithic_max*,
-        else PATCH chunks (``Content-Range``) and a final PUT. Returns ``(digest, size)``."""
+        """Upload a blob: one PUT when digest and size are known and size <= *monolithic_max*;
+        else, with *chunk_size* None, one PATCH streaming the whole blob
+        (``Transfer-Encoding: chunked``, as containers/image does: the stream is read, hashed
+        and sent as it is produced, nothing is buffered) and a final PUT; with a
+        *chunk_size*, PATCH chunks of that size (``Content-Range``) and a final PUT.
+        Returns ``(digest, size)``."""
         what = f"uploading blob {digest or ''} to {self.registry}/{repo}".replace("  ", " ")
         location = self._start_upload(repo, what)
         scopes = [self.scope(repo, "pull,push")]
         if digest is not None and size is not None and size <= monolithic_max:
             url = self._with_query(location, digest=digest)
-            resp, conn, key = self.request("PUT", url, scopes=scopes, body=stream,
-                                           headers={"Content-Type": "application/octet-stream",
-                                                    "Content-Length": str(size)}, what=what)
+            resp, conn, key = self._send_body("PUT", url, scopes, stream,
+                                              {"Content-Type": "application/octet-stream",
+                                               "Content-Length": str(size)}, what)
             body = self._read_small(resp, conn, key, MAX_ERROR_BODY, what)
             if resp.status != 201:
                 raise self._error(what, resp, body)
             self._check_uploaded(resp, digest, what)
             return digest, size
         hasher = _HashingReader(stream, (digest or "sha256:").split(":")[0])
+        if chunk_size is None:
+            resp, conn, key = self._send_body(
+                "PATCH", location, scopes, hasher, {"Content-Type": "application/octet-stream"}, what)
+            body = self._read_small(resp, conn, key, MAX_ERROR_BODY, what)
+            if resp.status != 202:
+                raise self._error(what, resp, body)
+            self.stats["chunks"] = self.stats.get("chunks", 0) + 1
+            loc = resp.getheader("Location")
+            if loc:
+                location = urljoin(location, loc)
         offset = 0
-        while True:
+        while chunk_size is not None:
             buf, got = [], 0
             while got < chunk_size:
                 more = hasher.read(min(CHUNK, chunk_size - got))

@@ -363,8 +363,10 @@ class DockerImageSource(ImageSource):
 class DockerImageDestination(ImageDestination):
     #: blobs up to this size (with a known digest) go in one PUT
     monolithic_max = 64 * 1024 * 1024
-    #: PATCH chunk size for larger or unknown blobs
-    chunk_size = 16 * 1024 * 1024
+    #: larger or unknown blobs: None streams them in one PATCH (containers/image's way: the
+    #: layer is compressed, hashed and sent at once, with bounded memory); a size sends PATCH
+    #: chunks of that many bytes (``Content-Range``) instead
+    chunk_size: int | None = None
 
     def __init__(self, reference: DockerReference, ctx: SystemContext):
         self.reference = reference
