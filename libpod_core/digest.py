@@ -167,15 +167,31 @@ class _PlainStream(_StreamBase):
         return self._src.read(n)
 
 
+_INFLATE = None
+
+
+def _inflate_lib():
+    """zlib-ng's zlib module (about twice zlib's inflate speed) when installed, else zlib."""
+    global _INFLATE
+    if _INFLATE is None:
+        try:
+            from zlib_ng import zlib_ng as lib
+        except ImportError:  # a core dependency; plain zlib still works
+            lib = zlib
+        _INFLATE = lib
+    return _INFLATE
+
+
 class _GzipStream(_StreamBase):
-    """gzip via zlib with bounded output; multi-member; NUL padding after the last member."""
+    """gzip via zlib(-ng) with bounded output; multi-member; NUL padding after the last member."""
 
     compression = "gzip"
 
     def __init__(self, src: _Source):
         super().__init__()
         self._src = src
-        self._d = zlib.decompressobj(31)
+        self._z = _inflate_lib()
+        self._d = self._z.decompressobj(31)
         self._pending = b""  # compressed input not yet given to the decompressor
         self._in_member = True  # inside a gzip member (header seen or expected)
         self._done = False
@@ -194,7 +210,7 @@ class _GzipStream(_StreamBase):
                 if not data.startswith(_GZIP_MAGIC):
                     raise InvalidLayer("corrupt gzip stream: trailing garbage after the data")
                 self._pending = data
-                self._d = zlib.decompressobj(31)
+                self._d = self._z.decompressobj(31)
                 return True
             more = self._src.read(CHUNK_SIZE)
             if not more:
@@ -218,7 +234,7 @@ class _GzipStream(_StreamBase):
                     # zlib may still hold output for input it already consumed
                     try:
                         out = d.decompress(b"", n)
-                    except zlib.error as e:
+                    except self._z.error as e:
                         raise InvalidLayer(f"corrupt gzip stream: {e}") from None
                     if d.eof:
                         self._pending = d.unused_data
@@ -232,7 +248,7 @@ class _GzipStream(_StreamBase):
                     continue
             try:
                 out = d.decompress(data, n)
-            except zlib.error as e:
+            except self._z.error as e:
                 raise InvalidLayer(f"corrupt gzip stream: {e}") from None
             if d.eof:
                 self._pending = d.unused_data
