@@ -1272,10 +1272,24 @@ class Container:
 
         if force:
             attempt("kill conmon", self._kill_conmon)
-        attempt("runtime delete", lambda: self._runtime().runtime_delete(container_id=self.id, force=True))
+        net_done = None
         if self.config.get("network_mode") == "bridge":
-            attempt("network teardown", self._network_teardown)
-        attempt("unmount", lambda: self.unmount(force=force))
+            begin = getattr(self.mgr.network_provider, "teardown_begin", None)
+            if begin is None:
+                net_done = self._network_teardown
+            else:
+                try:
+                    net_done = begin(self)  # the CNI DEL runs while the runtime state and the mount go
+                except Exception as exc:  # noqa: BLE001
+                    if not force:
+                        raise
+                    errors.append(f"network teardown: {exc}")
+        try:
+            attempt("runtime delete", lambda: self._runtime().runtime_delete(container_id=self.id, force=True))
+            attempt("unmount", lambda: self.unmount(force=force))
+        finally:
+            if net_done is not None:
+                attempt("network teardown", net_done)
         _unlink(os.path.join(self.mgr.socket_dir, self.id))
         if not errors:
             # the run is over: its pid files no longer mean anything (see _init_locked)

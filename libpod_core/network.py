@@ -20,6 +20,11 @@ cleanup) sees it and tears down whatever exists. After a successful setup the fi
 backend's results (``phase: up``) and is removed by a complete teardown. It lives in the
 runroot because namespaces, interfaces and leases are per boot, like the runroot.
 
+Speed: the CNI ADD may run in a thread while the runtime creates the container
+(:meth:`NetworkProvider.prepare_start` with ``background=True``, then
+:meth:`NetworkProvider.finish_start`), and the DEL while the rest is released
+(:meth:`NetworkProvider.teardown_begin`); a teardown always waits for a setup still running.
+
 The module imports nothing heavy; the backend is loaded on first use.
 """
 
@@ -30,10 +35,12 @@ import json
 import logging
 import os
 import re
-import socket
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import ContainerStateError, InvalidArgument, KpodError, NetworkError, NotFound
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,8 @@ def port_bindings(ports: Iterable[dict]) -> dict[str, list[dict[str, str]]]:
 
 def _bind_test(ip: str, port: int, proto: str) -> socket.socket:
     """Bind (not listen) a socket on the host port; raises OSError when it is in use."""
+    import socket
+
     family = socket.AF_INET6 if ip and ":" in ip else socket.AF_INET
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     s = socket.socket(family, kind)
@@ -223,6 +232,19 @@ def _write_atomic(path: str, data: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_in_place(path: str, data: str) -> None:
+    """Rewrite *path* keeping its inode (a bind mount of it shows the new text)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        b = data.encode()
+        os.ftruncate(fd, 0)
+        view = memoryview(b)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def read_state(c) -> dict | None:
     try:
         with open(os.path.join(c.rundir, STATE_FILE)) as f:
@@ -256,18 +278,20 @@ def _primary(state: dict | None) -> dict[str, Any]:
     return out
 
 
-def write_etc_files(c, network_state: dict | None = None) -> None:
+def write_etc_files(c, network_state: dict | None = None, in_place: bool = False) -> None:
     """Write the container's hostname, hosts and resolv.conf files (bind-mounted into it).
 
     *network_state* is the state whose address goes into /etc/hosts (the container's own, or
-    that of the container whose network it joins); read from disk when None."""
+    that of the container whose network it joins); read from disk when None. *in_place*
+    keeps the files' inodes (for a container the runtime has created already)."""
     from .containers import resolv_conf
 
+    write = _write_in_place if in_place else _write_atomic
     os.makedirs(c.rundir, mode=0o700, exist_ok=True)
     conf = c.config
     mode = conf.get("network_mode", "none")
     hostname = c.hostname
-    _write_atomic(c.hostname_path, hostname + "\n")
+    write(c.hostname_path, hostname + "\n")
     base_mode = mode
     if network_state is None:
         network_state = _state_for_hosts(c)
@@ -296,10 +320,10 @@ def write_etc_files(c, network_state: dict | None = None) -> None:
         hosts = LOCALHOST + extra + f"{prim['ip'] or '127.0.1.1'}\t{hostname} {c.name}\n"
         if prim["gateway"]:
             hosts += f"{prim['gateway']}\thost.containers.internal\n"
-    _write_atomic(c.hosts_path, hosts)
+    write(c.hosts_path, hosts)
     text = resolv_conf("bridge" if base_mode == "bridge" else base_mode if base_mode in ("host", "none") else "none")
-    _write_atomic(c.resolv_path, customize_resolv(text, dns_conf.get("dns") or [], dns_conf.get("dns_search") or [],
-                                                  dns_conf.get("dns_option") or []))
+    write(c.resolv_path, customize_resolv(text, dns_conf.get("dns") or [], dns_conf.get("dns_search") or [],
+                                          dns_conf.get("dns_option") or []))
 
 
 def customize_resolv(text: str, servers: list[str], search: list[str], options: list[str]) -> str:
@@ -335,6 +359,40 @@ def _state_for_hosts(c) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------
+# work in a thread (CNI plugins are processes: the GIL is free while they run)
+# ---------------------------------------------------------------------------------------
+
+class _Background:
+    """Run *fn* in a thread now; :meth:`wait` joins it and raises what it raised. The
+    thread is not a daemon: an interpreter that exits early still lets it finish (and undo
+    what it made on a failure) rather than kill it half-way."""
+
+    def __init__(self, fn, name: str) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self._fn = fn
+        self.thread = threading.Thread(target=self._run, name=name)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # handed to wait()
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+def _nothing() -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------------------
 # the provider
 # ---------------------------------------------------------------------------------------
 
@@ -345,6 +403,8 @@ class NetworkProvider:
         self.rt = runtime
         self.config = runtime.config
         self._available: bool | None = None
+        #: container ID -> its network setup running in the background (setup_begin)
+        self._pending: dict[str, _Background] = {}
 
     # -- backend ----------------------------------------------------------------------
     @property
@@ -614,9 +674,12 @@ class NetworkProvider:
     def netns_name(self, c) -> str:
         return f"kpod-{c.id}"
 
-    def prepare_start(self, c, spec: dict) -> None:
+    def prepare_start(self, c, spec: dict, background: bool = False) -> None:
         """Called by ``Container._init_locked`` (container lock held) with the bundle's spec:
-        set up the network namespace, or point the spec at the namespaces joined."""
+        set up the network namespace, or point the spec at the namespaces joined. With
+        *background*, a bridge container's CNI ADD goes on in a thread; the caller must call
+        :meth:`finish_start` before the container's process starts (before the runtime's
+        ``create`` when OCI hooks may look at the network)."""
         mode = c.config.get("network_mode", "none")
         namespaces = spec.setdefault("linux", {}).setdefault("namespaces", [])
 
@@ -629,7 +692,7 @@ class NetworkProvider:
 
         joined_state = None
         if mode == "bridge":
-            set_path("network", self.setup(c))
+            set_path("network", self.setup_begin(c) if background else self.setup(c))
         elif mode.startswith("container:"):
             target = self._dependency(c, mode[len("container:"):])
             set_path("network", self.netns_path_of(target))
@@ -678,6 +741,22 @@ class NetworkProvider:
     def setup(self, c) -> str:
         """Create *c*'s network namespace and attach it (bridge mode); returns its path.
         The namespace path is recorded before anything is created."""
+        path, attach = self._setup_begin(c)
+        attach()
+        return path
+
+    def setup_begin(self, c) -> str:
+        """:meth:`setup`, with the attachment (the CNI ADD, the slow part) running in a
+        thread while the caller goes on (rootfs, spec, conmon and the runtime's ``create``
+        need only the namespace path). :meth:`finish_start` waits for it and must come
+        before the container's process starts; :meth:`teardown` waits for it too."""
+        path, attach = self._setup_begin(c)
+        self._pending[c.id] = _Background(attach, f"kpod-net-{c.short_id}")
+        return path
+
+    def _setup_begin(self, c):
+        """Everything of the setup up to the namespace (state file, port checks, the
+        namespace itself); returns its path and the function that attaches it."""
         from .state import FileLock
 
         if read_state(c) is not None:
@@ -691,44 +770,100 @@ class NetworkProvider:
         hook = self.hook
         name = self.netns_name(c)
         path = os.path.join(self.config.runroot, "netns", name)
+        state_file = os.path.join(c.rundir, STATE_FILE)
+        state = {"netns": path, "networks": networks, "ports": ports, "phase": "setup"}
+
+        def undo() -> None:
+            try:
+                hook.network_netns_remove(path=state["netns"])
+                os.unlink(state_file)
+            except Exception as exc:  # noqa: BLE001 - the next teardown retries
+                log.warning("%s: cleaning up a failed network setup: %s", c.short_id, exc)
+
+        # The port check and the state file that publishes our ports to the next check are
+        # one step under the lock; the ADD itself needs no lock.
         lock = FileLock(os.path.join(self.config.runroot, "locks", "network-ports.lock")) if ports else None
         if lock is not None:
             lock.acquire(exclusive=True)
         try:
             if ports:
                 self.check_ports_free(ports, exclude=c.id)
-            state = {"netns": path, "networks": networks, "ports": ports, "phase": "setup"}
             os.makedirs(c.rundir, mode=0o700, exist_ok=True)
-            _write_atomic(os.path.join(c.rundir, STATE_FILE), json.dumps(state))
-            try:
-                try:
-                    made = hook.network_netns_create(name=name)
-                except KpodError as exc:
-                    if "already exists" not in exc.message:
-                        raise
-                    hook.network_netns_remove(path=path)  # a leftover nobody recorded
-                    made = hook.network_netns_create(name=name)
-                if made != path:
-                    state["netns"] = path = made
-                    _write_atomic(os.path.join(c.rundir, STATE_FILE), json.dumps(state))
-                results = hook.network_setup(container_id=c.id, netns_path=path, networks=networks,
-                                             port_mappings=ports, options={})
-            except BaseException:
-                try:
-                    hook.network_netns_remove(path=path)
-                    os.unlink(os.path.join(c.rundir, STATE_FILE))
-                except Exception as exc:  # noqa: BLE001 - the next teardown retries
-                    log.warning("%s: cleaning up a failed network setup: %s", c.short_id, exc)
-                raise
-            state.update(phase="up", results=results or {})
-            _write_atomic(os.path.join(c.rundir, STATE_FILE), json.dumps(state))
+            _write_atomic(state_file, json.dumps(state))
         finally:
             if lock is not None:
                 lock.release()
-        return path
+        try:
+            try:
+                made = hook.network_netns_create(name=name)
+            except KpodError as exc:
+                if "already exists" not in exc.message:
+                    raise
+                hook.network_netns_remove(path=path)  # a leftover nobody recorded
+                made = hook.network_netns_create(name=name)
+            if made != path:
+                state["netns"] = path = made
+                _write_atomic(state_file, json.dumps(state))
+        except BaseException:
+            undo()
+            raise
+
+        def attach() -> None:
+            try:
+                results = hook.network_setup(container_id=c.id, netns_path=path, networks=networks,
+                                             port_mappings=ports, options={})
+            except BaseException:
+                undo()
+                raise
+            state.update(phase="up", results=results or {})
+            _write_atomic(state_file, json.dumps(state))
+
+        return path, attach
+
+    def finish_start(self, c) -> None:
+        """Wait for a setup begun by :meth:`prepare_start` (``background=True``) and raise
+        its error; then /etc/hosts gets the container's address. The files are rewritten in
+        place: the runtime may have bind-mounted them already."""
+        if c.id not in self._pending:
+            return
+        error = self._join_pending(c)
+        if error is not None:
+            raise error
+        write_etc_files(c, in_place=True)
+
+    def _join_pending(self, c) -> BaseException | None:
+        """Wait for *c*'s background setup, if any; returns its error. (Interrupted, it
+        stays pending, so that a later teardown still waits for it.)"""
+        pending = self._pending.get(c.id)
+        if pending is None:
+            return None
+        pending.thread.join()
+        self._pending.pop(c.id, None)
+        return pending.error
 
     def teardown(self, c) -> None:
-        """Undo :meth:`setup` (idempotent; a missing state file means nothing to do)."""
+        """Undo :meth:`setup` (idempotent; a missing state file means nothing to do). A
+        setup (or teardown) still running in the background is waited for first."""
+        self._join_pending(c)  # a failed setup removed what it made, or left the state file read here
+        self._teardown_now(c)
+
+    def teardown_begin(self, c):
+        """:meth:`teardown` in a thread; returns the function that waits for it (and raises
+        its error). The caller releases the container's other resources meanwhile."""
+        self._join_pending(c)
+        if not os.path.exists(os.path.join(c.rundir, STATE_FILE)):
+            return _nothing
+        self.hook  # noqa: B018 - the backend loads here, not in the thread
+        self._pending[c.id] = _Background(lambda: self._teardown_now(c), f"kpod-netdel-{c.short_id}")
+
+        def wait() -> None:
+            error = self._join_pending(c)
+            if error is not None:
+                raise error
+
+        return wait
+
+    def _teardown_now(self, c) -> None:
         state = read_state(c)
         if state is None:
             return

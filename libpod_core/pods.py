@@ -22,14 +22,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import re
-import secrets
 import sqlite3
-import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -140,10 +137,12 @@ def _write(path: str, value: str) -> None:
 
 def make_pod_cgroup(path: str, cpus: str | None, memory: str | None) -> None:
     """Create the pod's cgroup and write its limits (idempotent)."""
-    from .specgen import parse_size
-
     quota = int(float(cpus) * 100000) if cpus else None
-    mem = parse_size(memory, what="memory") if memory else None
+    mem = None
+    if memory:
+        from .specgen import parse_size
+
+        mem = parse_size(memory, what="memory")
     rel = path.lstrip("/")
     if _unified_only():
         d = os.path.join(CGROUP_ROOT, rel)
@@ -203,6 +202,9 @@ def remove_pod_cgroup(path: str) -> list[str]:
 
 def pause_layer_tar(catatonit: str) -> bytes:
     """A deterministic one-layer root filesystem holding only /catatonit (static)."""
+    import io
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for d, mode in (("dev", 0o755), ("etc", 0o755), ("proc", 0o555), ("run", 0o755), ("sys", 0o555),
@@ -220,16 +222,17 @@ def pause_layer_tar(catatonit: str) -> bytes:
 
 def ensure_pause_image(rt):
     """``localhost/kpod-pause:<version>``, built on first use from the host's catatonit."""
-    import hashlib
-
-    from . import manifest
-    from .specgen import find_init
-
     name = pause_image_name()
     store = rt.images
     img = store.find(name)
     if img is not None:
         return img
+    import hashlib
+    import io
+
+    from . import manifest
+    from .specgen import find_init
+
     with FileLock(os.path.join(rt.config.graphroot, "locks", "pause-image.lock")).held():
         img = store.find(name)
         if img is not None:
@@ -332,12 +335,12 @@ class PodManager:
         if hostname is not None and (len(hostname) > 64 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", hostname)):
             raise InvalidArgument(f"invalid hostname {hostname!r}")
 
-        pod_id = secrets.token_hex(32)
+        pod_id = os.urandom(32).hex()
         conf = asdict(opts)
         conf.update(share=share, cgroup_parent=parent)
         now = time.time()
         for attempt in range(20):
-            name = opts.name or random_name() + ("" if attempt < 5 else f"_{secrets.token_hex(2)}")
+            name = opts.name or random_name() + ("" if attempt < 5 else f"_{os.urandom(2).hex()}")
             conf["name"] = name
             conf["hostname"] = hostname or name
             try:
@@ -486,7 +489,9 @@ class Pod:
             except NotFound:
                 pass
             ensure_pause_image(self.mgr.rt)
-            infra = cm.create(self.mgr.infra_options(self))
+            # kept mounted for the pod's start (like run's create): no unmount now and mount
+            # again at start; an overlay unmount syncs the upper file system, which is slow
+            infra = cm.create(self.mgr.infra_options(self), keep_mounted=True)
             self._set_infra(infra.id)
             return infra
 

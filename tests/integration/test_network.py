@@ -268,6 +268,60 @@ def test_kpod_killed_during_network_setup(net, tmp_path):
     assert_clean(k, cid2)
 
 
+def test_plugin_failure_while_the_runtime_creates(net, tmp_path):
+    """The CNI ADD runs while conmon and the runtime create the container: a plugin that
+    fails is one clear error, the created container and its conmon are gone, nothing leaks."""
+    k = net
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for name in os.listdir("/usr/lib/cni"):
+        os.symlink(f"/usr/lib/cni/{name}", plugins / name)
+    os.unlink(plugins / "firewall")
+    (plugins / "firewall").write_text(
+        "#!/bin/sh\n"
+        'if [ "$CNI_COMMAND" = ADD ]; then sleep 0.3; '
+        """echo '{"cniVersion": "1.0.0", "code": 7, "msg": "refused by the test"}'; exit 1; fi\n"""
+        "exec /usr/lib/cni/firewall\n")
+    os.chmod(plugins / "firewall", 0o755)
+    env = {"KPOD_CNI_PLUGIN_DIRS": str(plugins)}
+    p = k("run", "--rm", "--name", "refused", "busybox", "true", env=env, check=False)
+    assert_one_error_line(p, 125, "refused by the test")
+    p = k("run", "-d", "--name", "refused2", "busybox", "sleep", "100", env=env, check=False)
+    assert_one_error_line(p, 125, "firewall")
+    cid = cid_of(k, "refused2")
+    assert k.state("refused2") == "created"
+    assert not k.kpod.network_leftovers([cid])
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, cid)]
+    k("rm", "-f", "refused2")
+    assert_clean(k, cid)
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
+def test_prestart_hook_sees_the_network(net, tmp_path):
+    """With OCI hooks the network is up before the runtime's create (hooks may use it)."""
+    k = net
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    out = tmp_path / "addr"
+    script = tmp_path / "hook.sh"
+    script.write_text("#!/bin/sh\n"
+                      "pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p')\n"
+                      f"nsenter -t $pid -n ip -o -4 addr show eth0 > {out}\n")
+    script.chmod(0o755)
+    (hooks / "addr.json").write_text(json.dumps({"version": "1.0.0", "hook": {"path": str(script)},
+                                                 "when": {"always": True}, "stages": ["prestart"]}))
+    p = k("--hooks-dir", str(hooks), "run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0")
+    ip = p.stdout.split("inet ")[1].split("/")[0]
+    assert f"inet {ip}/" in out.read_text()
+
+
 # ---------------------------------------------------------------------------------------
 # bad input: one error line, nothing half-created
 # ---------------------------------------------------------------------------------------

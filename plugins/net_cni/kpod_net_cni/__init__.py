@@ -18,7 +18,6 @@ import ipaddress
 import logging
 import os
 import re
-import shutil
 from typing import Any, Iterable
 
 import pluggy
@@ -753,6 +752,8 @@ class CNIBackend:
         except OSError:
             return
         if all(e == "lock" or e.startswith("last_reserved_ip") for e in entries):
+            import shutil
+
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import subprocess
-import tempfile
 from typing import Any
 
 from libpod_core.errors import NetworkError
@@ -189,6 +188,9 @@ class CNIExecutor:
         prev_result: dict | None,
     ) -> dict | None:
         ptype = plugin.get("type", "")
+        if passes_through(command, plugin, runtime_config, cni_args, prev_result):
+            log.debug("CNI %s %s network=%s: nothing to do, not run", ptype, command, conflist["name"])
+            return prev_result if command == "ADD" else None
         path = self.find_plugin(ptype)
         env = {
             "CNI_COMMAND": command,
@@ -346,7 +348,8 @@ class CNIExecutor:
         }
         os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
         path = self.cache_path(conflist["name"], container_id, ifname)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.cache_dir)
+        tmp = os.path.join(self.cache_dir, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")  # dot: no record
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(doc, f)
@@ -410,6 +413,41 @@ class CNIExecutor:
             os.unlink(self.cache_path(network, container_id, ifname))
         except FileNotFoundError:
             pass
+
+
+#: plugin keys that configure nothing (the tuning plugin's own backup dir included)
+_INERT_KEYS = frozenset({"type", "name", "cniVersion", "capabilities", "dataDir"})
+
+
+def passes_through(command: str, plugin: dict, runtime_config: dict[str, Any], cni_args: str,
+                   prev_result: dict | None) -> bool:
+    """True when a chained reference plugin (containernetworking/plugins) is known to change
+    nothing for this call, so that running it would only cost a process:
+
+    * ``portmap`` without ``portMappings`` in its runtimeConfig: ADD hands prevResult back,
+      CHECK returns at once, and DEL has nothing to remove (the ADD of that same cached
+      configuration set up no rule);
+    * ``tuning`` with no setting at all (no sysctl, mac, mtu, promisc, allmulti, args; no
+      ``mac`` capability in use and no ``MAC=`` CNI_ARGS), for ADD and DEL: ADD writes no
+      backup and hands prevResult back, DEL finds no backup to restore. (Its CHECK still
+      runs: it also checks that the interface is not promiscuous.)
+
+    Only with a prevResult: a first plugin in a list is always run (it would fail)."""
+    if command not in ("ADD", "DEL", "CHECK"):
+        return False
+    if prev_result is None:
+        return False
+    ptype = plugin.get("type")
+    caps = plugin.get("capabilities") if isinstance(plugin.get("capabilities"), dict) else {}
+    if ptype == "portmap":
+        return not (caps.get("portMappings") is True and runtime_config.get("portMappings"))
+    if ptype == "tuning":
+        if command == "CHECK" or set(plugin) - _INERT_KEYS:
+            return False
+        if caps.get("mac") is True and runtime_config.get("mac"):
+            return False
+        return not any(a.strip().upper().startswith("MAC=") for a in (cni_args or "").split(";"))
+    return False
 
 
 def _known_check_bug(exc: PluginFailure, result: dict | None) -> bool:

@@ -16,7 +16,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import socket
 import struct
 import threading
 from contextlib import contextmanager
@@ -106,6 +105,8 @@ def _dir_lock(directory: str):
 
 
 def _lo_up() -> None:
+    import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = struct.pack("16sH22x", b"lo", 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
@@ -196,6 +197,8 @@ def _probe_thread(path: str, ifname: str, box: dict) -> None:
                 raise _oserror("setns", path)
         finally:
             os.close(fd)
+        import socket
+
         try:
             socket.if_nametoindex(ifname)
             box["exists"] = True

@@ -10,7 +10,6 @@ which CNI never hands to plugins.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
 import hashlib
 import ipaddress
@@ -18,7 +17,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +99,8 @@ class Network:
         created = self.kpod_args.get("kpod_created")
         if isinstance(created, str) and created:
             return created
+        import datetime as _dt
+
         try:
             mtime = os.stat(self.file).st_mtime
         except OSError:
@@ -267,6 +267,8 @@ class NetworkStore:
     def write_new(self, conflist: dict) -> str:
         """Write ``<name>.conflist`` atomically; AlreadyExists if the file exists."""
         path = os.path.join(self.config_dir, conflist["name"] + ".conflist")
+        import tempfile
+
         try:
             os.makedirs(self.config_dir, mode=0o755, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".kpod", dir=self.config_dir)
@@ -293,6 +295,8 @@ class NetworkStore:
 
 # -- building configurations ----------------------------------------------------------
 def now_rfc3339() -> str:
+    import datetime as _dt
+
     return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
 

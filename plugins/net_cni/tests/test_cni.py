@@ -784,6 +784,43 @@ def test_plugin_sees_spec_environment_and_config(env, tmp_path):
     assert open(f"{log}.DEL.env").read().count("CNI_COMMAND=DEL") == 1
 
 
+def test_inert_portmap_and_tuning_are_not_run(env, tmp_path):
+    """portmap without port mappings and tuning without settings change nothing: not run."""
+    log = tmp_path / "calls"
+    for ptype in ("portmap", "tuning"):
+        _fake_plugin(tmp_path, ptype, f'echo "{ptype} $CNI_COMMAND" >> {log}\nexec {CNI_BIN}/{ptype}\n')
+    env.backend.plugin_dirs = [str(tmp_path / "fakebin"), CNI_BIN]
+    ns = env.ns()
+    cid, res = env.setup(ns, {env.default_name: {}})
+    assert res[env.default_name]["ips"]
+    env.teardown(cid, ns, {env.default_name: {}})
+    assert not log.exists()
+    # with a port mapping portmap runs (ADD and DEL); tuning still has nothing to do
+    ports = [{"host_ip": "127.0.0.1", "host_port": free_port(), "container_port": 80, "protocol": "tcp"}]
+    ns2 = env.ns()
+    cid2, _ = env.setup(ns2, {env.default_name: {}}, ports)
+    env.teardown(cid2, ns2, {env.default_name: {}}, ports)
+    assert log.read_text().splitlines() == ["portmap ADD", "portmap DEL"]
+
+
+def test_passes_through_rules():
+    from kpod_net_cni.cni import passes_through
+
+    prev = {"cniVersion": "1.0.0", "ips": []}
+    pm = {"type": "portmap", "capabilities": {"portMappings": True}}
+    assert passes_through("ADD", pm, {}, "", prev) and passes_through("DEL", pm, {"portMappings": []}, "", prev)
+    assert not passes_through("ADD", pm, {"portMappings": [{"hostPort": 1, "containerPort": 1}]}, "", prev)
+    assert not passes_through("ADD", pm, {}, "", None)  # first in a list: run (and fail) as usual
+    tu = {"type": "tuning", "dataDir": "/run/x"}
+    assert passes_through("ADD", tu, {}, "IgnoreUnknown=1", prev) and passes_through("DEL", tu, {}, "", prev)
+    assert not passes_through("CHECK", tu, {}, "", prev)
+    assert not passes_through("ADD", {**tu, "sysctl": {"net.core.somaxconn": "500"}}, {}, "", prev)
+    assert not passes_through("ADD", tu, {}, "IgnoreUnknown=1;MAC=0a:58:00:00:00:01", prev)
+    assert not passes_through("ADD", {**tu, "capabilities": {"mac": True}}, {"mac": "0a:58:00:00:00:01"}, "", prev)
+    assert not passes_through("ADD", {"type": "firewall"}, {}, "", prev)
+    assert not passes_through("VERSION", pm, {}, "", prev)
+
+
 def test_check_detects_a_broken_setup(env):
     ns = env.ns()
     cid, _ = env.setup(ns, {env.default_name: {}})
