@@ -955,7 +955,8 @@ class Container:
             if mp:
                 return mp
             self._update(mounted=0)  # recorded but gone (reboot): take a fresh reference
-        path = storage.storage_mount(layer_id=self.layer_id, mount_label="")
+        # a --rm container's layer does not outlive it: no need to sync it (podman does the same)
+        path = storage.storage_mount(layer_id=self.layer_id, mount_label="", volatile=bool(self.config.get("rm")))
         self._update(mounted=1, mount_point=path)
         return path
 

@@ -574,7 +574,7 @@ def mounted_rootfs(c) -> Iterator[str]:
     through the storage driver, taken and released under the container's lock)."""
     storage = c.mgr.storage
     with c.locked():
-        path = storage.storage_mount(layer_id=c.layer_id, mount_label="")
+        path = storage.storage_mount(layer_id=c.layer_id, mount_label="", volatile=False)
     try:
         yield path
     finally:

@@ -67,7 +67,7 @@ def mount(c) -> str:
     """Mount the container's root filesystem (one more counted reference); its path."""
     with c.locked():
         n = user_mounts(c)
-        path = c.mgr.storage.storage_mount(layer_id=c.layer_id, mount_label="")
+        path = c.mgr.storage.storage_mount(layer_id=c.layer_id, mount_label="", volatile=False)
         try:
             _write_count(c, n + 1)
         except BaseException:

@@ -224,10 +224,13 @@ def storage_changes(layer_id, parent_id):
 
 
 @hookspec(firstresult=True)
-def storage_mount(layer_id, mount_label):
+def storage_mount(layer_id, mount_label, volatile):
     """Make the full filesystem of *layer_id* (with its parents) available and return its
     path (``get`` in graph-driver terms). Mounts are counted: every call must be matched by
-    :func:`storage_unmount`. Required.
+    :func:`storage_unmount`. *volatile* True says the data need not survive a crash (a
+    ``--rm`` container's layer), so the driver may skip syncing it (overlay: the
+    ``volatile`` mount option, which also spares the unmount a sync of the whole upper
+    file system); a driver may ignore it and need not declare the argument. Required.
     """
 
 

@@ -96,7 +96,7 @@ class StorageDriverSuite:
     def test_apply_and_mount(self, storage):
         result = self._layer(storage, "base", None, BASE)
         assert result.diff_id.startswith("sha256:") and result.size > 0
-        root = storage.storage_mount(layer_id="base", mount_label=None)
+        root = storage.storage_mount(layer_id="base", mount_label=None, volatile=False)
         try:
             with open(os.path.join(root, "etc/hostname")) as f:
                 assert f.read() == "base\n"
@@ -108,7 +108,7 @@ class StorageDriverSuite:
     def test_child_layer_whiteouts_and_changes(self, storage):
         self._layer(storage, "base", None, BASE)
         self._layer(storage, "child", "base", CHILD)
-        root = storage.storage_mount(layer_id="child", mount_label=None)
+        root = storage.storage_mount(layer_id="child", mount_label=None, volatile=False)
         try:
             assert not os.path.exists(os.path.join(root, "etc/gone"))
             assert os.path.exists(os.path.join(root, "etc/new"))
@@ -131,8 +131,8 @@ class StorageDriverSuite:
 
     def test_mount_is_counted(self, storage):
         self._layer(storage, "base", None, BASE)
-        p1 = storage.storage_mount(layer_id="base", mount_label=None)
-        p2 = storage.storage_mount(layer_id="base", mount_label=None)
+        p1 = storage.storage_mount(layer_id="base", mount_label=None, volatile=False)
+        p2 = storage.storage_mount(layer_id="base", mount_label=None, volatile=False)
         assert p1 == p2
         assert storage.storage_unmount(layer_id="base", force=False) is False
         assert storage.storage_mounted(layer_id="base") == p1
@@ -158,15 +158,30 @@ class StorageDriverSuite:
     def test_remove_mounted_layer(self, storage):
         self._layer(storage, "base", None, BASE)
         storage.storage_create_layer(layer_id="rw", parent_id="base", read_write=True)
-        root = storage.storage_mount(layer_id="rw", mount_label=None)
+        root = storage.storage_mount(layer_id="rw", mount_label=None, volatile=False)
         with open(os.path.join(root, "written"), "w") as f:
             f.write("x")
         storage.storage_remove(layer_id="rw")
         assert not storage.storage_exists(layer_id="rw")
         assert storage.storage_exists(layer_id="base")
 
+    def test_volatile_mount_can_be_mounted_again(self, storage):
+        """A disposable (``--rm``) layer: mounted volatile, written, unmounted, mounted
+        again (drivers that honour *volatile* must cope with what the first mount left)."""
+        self._layer(storage, "base", None, BASE)
+        storage.storage_create_layer(layer_id="rm", parent_id="base", read_write=True)
+        for round_ in range(2):
+            root = storage.storage_mount(layer_id="rm", mount_label=None, volatile=True)
+            with open(os.path.join(root, f"written{round_}"), "w") as f:
+                f.write("x")
+            assert sorted(n for n in os.listdir(root) if n.startswith("written")) == [
+                f"written{i}" for i in range(round_ + 1)]
+            assert storage.storage_unmount(layer_id="rm", force=False)
+        storage.storage_remove(layer_id="rm")
+        assert not storage.storage_exists(layer_id="rm")
+
     def test_cleanup_unmounts_everything(self, storage):
         self._layer(storage, "base", None, BASE)
-        storage.storage_mount(layer_id="base", mount_label=None)
+        storage.storage_mount(layer_id="base", mount_label=None, volatile=False)
         storage.storage_cleanup()
         assert storage.storage_mounted(layer_id="base") is None

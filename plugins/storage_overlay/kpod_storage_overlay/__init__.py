@@ -109,7 +109,7 @@ class OverlayDriver(GraphDriverBase):
         return tardiff.diff_tar(self.diff_dir(layer_id), self._lower_dirs(layer_id), "overlay", out)
 
     @hookimpl
-    def storage_mount(self, layer_id, mount_label):
+    def storage_mount(self, layer_id, mount_label, volatile=False):
         d = self.require(layer_id)
         merged = os.path.join(d, "merged")
         with self.locked(layer_id) as count_file:
@@ -124,6 +124,11 @@ class OverlayDriver(GraphDriverBase):
                 opts += "," + extra
             if mount_label:
                 opts += f",context={mount_label!r}"
+            if volatile and _volatile_supported is not False:
+                # the kernel refuses a workdir an earlier volatile mount marked; this layer's
+                # data is disposable by definition, so the marker is just removed
+                rmtree(os.path.join(d, "work", "work", "incompat", "volatile"))
+                opts += ",volatile"
             if len(opts) >= MAX_MOUNT_DATA:
                 raise StorageError(f"layer {layer_id}: too many parent layers to mount ({len(lowers)})")
             # The same paths made absolute, when they fit in the one page mount(2) takes, are
@@ -134,24 +139,35 @@ class OverlayDriver(GraphDriverBase):
                 (k + "=" + ":".join(home + p for p in v.split(":"))) if k in ("lowerdir", "upperdir", "workdir") else o
                 for o in opts.split(",") for k, _, v in [o.partition("=")]
             )
-            # mount(8) turns options such as nodev into flags: user mount options go through it.
-            if not extra and len(absolute) < MAX_MOUNT_DATA - 1:
-                try:
-                    mount("overlay", merged, "overlay", absolute)
-                except StorageError as exc:
-                    raise StorageError(f"mount overlay for layer {layer_id}: {exc}") from None
-            else:
-                proc = subprocess.run(
-                    ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
-                    cwd=self.home,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                if proc.returncode != 0:
-                    raise StorageError(f"mount overlay for layer {layer_id}: {proc.stderr.strip() or 'failed'}")
+            try:
+                self._mount(layer_id, merged, opts, absolute, direct=not extra)
+            except StorageError:
+                if not opts.endswith(",volatile"):
+                    raise
+                # a kernel older than 5.10 does not know the option: mount without it
+                self._mount(layer_id, merged, opts[: -len(",volatile")],
+                            absolute[: -len(",volatile")], direct=not extra)
+                _set_volatile_supported(False)
             self.write_count(count_file, 1)
             return merged
+
+    def _mount(self, layer_id: str, merged: str, opts: str, absolute: str, direct: bool) -> None:
+        # mount(8) turns options such as nodev into flags: user mount options go through it.
+        if direct and len(absolute) < MAX_MOUNT_DATA - 1:
+            try:
+                mount("overlay", merged, "overlay", absolute)
+            except StorageError as exc:
+                raise StorageError(f"mount overlay for layer {layer_id}: {exc}") from None
+            return
+        proc = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            raise StorageError(f"mount overlay for layer {layer_id}: {proc.stderr.strip() or 'failed'}")
 
     @hookimpl
     def storage_mounted(self, layer_id):
@@ -197,6 +213,15 @@ class OverlayDriver(GraphDriverBase):
     def storage_layer_size(self, layer_id):
         self.require(layer_id)
         return dir_size(self.diff_dir(layer_id))
+
+
+#: None: not known yet; False: this kernel refused the ``volatile`` option once
+_volatile_supported: bool | None = None
+
+
+def _set_volatile_supported(value: bool) -> None:
+    global _volatile_supported
+    _volatile_supported = value
 
 
 def _overlay_supported() -> bool:
