@@ -955,8 +955,10 @@ class Container:
             if mp:
                 return mp
             self._update(mounted=0)  # recorded but gone (reboot): take a fresh reference
-        # a --rm container's layer does not outlive it: no need to sync it (podman does the same)
-        path = storage.storage_mount(layer_id=self.layer_id, mount_label="", volatile=bool(self.config.get("rm")))
+        # a --rm container's layer does not outlive it (podman does the same), nor does a
+        # pod's infra hold anything worth a sync: volatile, no syncs
+        volatile = bool(self.config.get("rm") or self.config.get("is_infra"))
+        path = storage.storage_mount(layer_id=self.layer_id, mount_label="", volatile=volatile)
         self._update(mounted=1, mount_point=path)
         return path
 
