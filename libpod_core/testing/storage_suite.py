@@ -170,8 +170,8 @@ class StorageDriverSuite:
         again (drivers that honour *volatile* must cope with what the first mount left)."""
         self._layer(storage, "base", None, BASE)
         storage.storage_create_layer(layer_id="rm", parent_id="base", read_write=True)
-        for round_ in range(2):
-            root = storage.storage_mount(layer_id="rm", mount_label=None, volatile=True)
+        for round_ in range(3):  # volatile, volatile, then a plain mount of the same layer
+            root = storage.storage_mount(layer_id="rm", mount_label=None, volatile=round_ < 2)
             with open(os.path.join(root, f"written{round_}"), "w") as f:
                 f.write("x")
             assert sorted(n for n in os.listdir(root) if n.startswith("written")) == [

@@ -124,10 +124,11 @@ class OverlayDriver(GraphDriverBase):
                 opts += "," + extra
             if mount_label:
                 opts += f",context={mount_label!r}"
+            # The kernel refuses a workdir an earlier volatile mount marked. Only disposable
+            # layers (--rm containers, pod infras) are ever mounted volatile, so the marker
+            # is just removed, whatever this mount is (kpod mount of a stopped infra, say).
+            rmtree(os.path.join(d, "work", "work", "incompat", "volatile"))
             if volatile and _volatile_supported is not False:
-                # the kernel refuses a workdir an earlier volatile mount marked; this layer's
-                # data is disposable by definition, so the marker is just removed
-                rmtree(os.path.join(d, "work", "work", "incompat", "volatile"))
                 opts += ",volatile"
             if len(opts) >= MAX_MOUNT_DATA:
                 raise StorageError(f"layer {layer_id}: too many parent layers to mount ({len(lowers)})")
