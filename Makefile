@@ -14,7 +14,7 @@ PIP_STAMP := $(VENV)/.installed
 APT_STAMP := .apt-installed
 
 # Debian packages the engine and its tests use for real.
-APT_PACKAGES := runc crun conmon containernetworking-plugins busybox-static catatonit \
+APT_PACKAGES := runc crun conmon containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base busybox-static catatonit \
 	skopeo docker-registry gnupg openssl iptables iproute2 tmux python3-venv ca-certificates
 BENCH_PACKAGES := podman hyperfine
 

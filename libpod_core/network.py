@@ -37,7 +37,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .errors import ContainerStateError, InvalidArgument, KpodError, NetworkError, NotFound
+from .errors import AlreadyExists, ContainerStateError, InvalidArgument, KpodError, NetworkError, NotFound
 
 if TYPE_CHECKING:
     import socket
@@ -322,8 +322,49 @@ def write_etc_files(c, network_state: dict | None = None, in_place: bool = False
             hosts += f"{prim['gateway']}\thost.containers.internal\n"
     write(c.hosts_path, hosts)
     text = resolv_conf("bridge" if base_mode == "bridge" else base_mode if base_mode in ("host", "none") else "none")
+    if base_mode == "bridge":
+        text = network_resolv(text, network_state)
     write(c.resolv_path, customize_resolv(text, dns_conf.get("dns") or [], dns_conf.get("dns_search") or [],
                                           dns_conf.get("dns_option") or []))
+
+
+def network_dns(state: dict | None) -> tuple[list[str], list[str]]:
+    """Name servers and search domains the networks' results hand out (the dnsname
+    plugin's: the gateway, where the network's dnsmasq listens, and ``dns.podman``)."""
+    servers: list[str] = []
+    search: list[str] = []
+    if not state or state.get("phase") != "up":
+        return servers, search
+    for res in (state.get("results") or {}).values():
+        dns = res.get("dns") or {}
+        for s in dns.get("nameservers") or []:
+            if s not in servers:
+                servers.append(s)
+        for d in dns.get("search") or []:
+            if d not in search:
+                search.append(d)
+    return servers, search
+
+
+def network_resolv(text: str, state: dict | None) -> str:
+    """Put the networks' DNS servers before the host's, and their search domains before
+    the host's (podman's order); ``--dns``/``--dns-search`` still replace them afterwards."""
+    servers, search = network_dns(state)
+    if not servers and not search:
+        return text
+    lines = text.splitlines()
+    host_servers = [ln.split()[1] for ln in lines if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1]
+    host_search: list[str] = []
+    for ln in lines:
+        if ln.split()[:1] in (["search"], ["domain"]):
+            host_search = ln.split()[1:]
+    rest = [ln for ln in lines if ln.split()[:1] not in (["nameserver"], ["search"], ["domain"])]
+    out = rest
+    domains = list(dict.fromkeys([*search, *host_search]))
+    if domains:
+        out.append("search " + " ".join(domains))
+    out += [f"nameserver {s}" for s in dict.fromkeys([*servers, *host_servers])]
+    return "\n".join(out) + "\n"
 
 
 def customize_resolv(text: str, servers: list[str], search: list[str], options: list[str]) -> str:
@@ -811,7 +852,7 @@ class NetworkProvider:
         def attach() -> None:
             try:
                 results = hook.network_setup(container_id=c.id, netns_path=path, networks=networks,
-                                             port_mappings=ports, options={})
+                                             port_mappings=ports, options={"container_name": c.name})
             except BaseException:
                 undo()
                 raise
@@ -886,6 +927,101 @@ class NetworkProvider:
             os.unlink(os.path.join(c.rundir, STATE_FILE))
         except FileNotFoundError:
             pass
+
+    # -- network connect / disconnect ---------------------------------------------------
+    def _connectable(self, c, what: str) -> dict:
+        mode = c.config.get("network_mode", "none")
+        if mode != "bridge":
+            shown = mode.split(":")[0] + (":" if ":" in mode else "")
+            raise InvalidArgument(f"cannot {what} container {c.name}: its network mode is {shown}, "
+                                  "not bridge networks")
+        return {n: dict(o or {}) for n, o in (c.config.get("networks") or {self.config.default_network: {}}).items()}
+
+    def _live_state(self, c) -> dict | None:
+        """The network state of a running (or paused) container whose setup completed."""
+        if c.sync() not in ("running", "paused"):  # container lock held
+            return None
+        self._join_pending(c)
+        st = read_state(c)
+        if not st or st.get("phase") != "up" or not st.get("netns"):
+            raise ContainerStateError(f"container {c.name} is running but its network is not set up")
+        return st
+
+    def _save_networks(self, c, networks: dict) -> None:
+        c.config["networks"] = networks
+        c._update(config=json.dumps(c.config))
+
+    def connect(self, c, name: str, ip: str | None = None, aliases: Iterable[str] = ()) -> None:
+        """``network connect``: add network *name* to *c*'s networks; a running container is
+        attached at once (CNI ADD on the next free interface, eth1, eth2...)."""
+        with c.locked():
+            networks = self._connectable(c, "connect")
+            net = self.network(name)
+            name = net.get("name", name)
+            if name in networks:
+                raise AlreadyExists(f"container {c.name} is already connected to network {name}")
+            opts: dict[str, Any] = {}
+            if ip:
+                try:
+                    addr = ipaddress.ip_address(ip)
+                except ValueError:
+                    raise InvalidArgument(f"invalid --ip {ip!r}: not an IP address") from None
+                subnets = [ipaddress.ip_network(s["subnet"], strict=False) for s in net.get("subnets") or []
+                           if s.get("subnet")]
+                if subnets and not any(addr in sn for sn in subnets):
+                    raise InvalidArgument(f"--ip {addr} is not in the subnet of network {name} "
+                                          f"({', '.join(str(sn) for sn in subnets)})")
+                opts["ip"] = str(addr)
+            for a in aliases:
+                if not HOSTNAME_RE.match(a):
+                    raise InvalidArgument(f"invalid --alias {a!r}: not a host name")
+            opts["aliases"] = list(dict.fromkeys([c.short_id, *aliases]))
+            st = self._live_state(c)
+            if st is not None:
+                state_file = os.path.join(c.rundir, STATE_FILE)
+                # recorded first: a kpod killed during the ADD leaves it for the next teardown
+                st.setdefault("networks", {})[name] = opts
+                _write_atomic(state_file, json.dumps(st))
+                try:
+                    results = self.hook.network_setup(container_id=c.id, netns_path=st["netns"],
+                                                      networks={name: opts}, port_mappings=[],
+                                                      options={"container_name": c.name})
+                except BaseException:
+                    st["networks"].pop(name, None)
+                    _write_atomic(state_file, json.dumps(st))
+                    raise
+                st.setdefault("results", {}).update(results or {})
+                _write_atomic(state_file, json.dumps(st))
+            networks[name] = opts
+            self._save_networks(c, networks)
+
+    def disconnect(self, c, name: str, force: bool = False) -> None:
+        """``network disconnect``: remove network *name* from *c*'s networks; a running
+        container is detached at once (CNI DEL). With *force* a failing DEL is only logged."""
+        with c.locked():
+            networks = self._connectable(c, "disconnect")
+            if name not in networks:
+                self.network(name)  # an unknown network is reported as such
+                raise InvalidArgument(f"container {c.name} is not connected to network {name}")
+            if len(networks) == 1:
+                raise InvalidArgument(f"cannot disconnect container {c.name} from network {name}: it is its only "
+                                      "network")
+            st = self._live_state(c)
+            if st is not None:
+                state_file = os.path.join(c.rundir, STATE_FILE)
+                opts = (st.get("networks") or {}).get(name, networks[name])
+                try:
+                    self.hook.network_teardown(container_id=c.id, netns_path=st["netns"], networks={name: opts},
+                                               port_mappings=[])
+                except KpodError as exc:
+                    if not force:
+                        raise
+                    log.warning("%s: disconnecting network %s: %s", c.short_id, name, exc.message)
+                (st.get("networks") or {}).pop(name, None)
+                (st.get("results") or {}).pop(name, None)
+                _write_atomic(state_file, json.dumps(st))
+            del networks[name]
+            self._save_networks(c, networks)
 
     # -- pods and removal ---------------------------------------------------------------
     def pod_of(self, c):

@@ -1,5 +1,6 @@
-"""Network commands: the ``network`` group (create, ls, inspect, rm, prune, exists), ``port``,
-and the networking flags ``create``/``run`` share (:func:`network_flags`).
+"""Network commands: the ``network`` group (create, ls, inspect, rm, prune, exists, connect,
+disconnect), ``port``, and the networking flags ``create``/``run`` share
+(:func:`network_flags`).
 
 The backend (``kpod.network`` driver, CNI by default) owns the network definitions; this
 module checks which containers use a network and prints podman's output.
@@ -159,12 +160,14 @@ def network() -> None:
 @click.option("-o", "--opt", multiple=True, metavar="KEY=VALUE", help="Driver option: parent=IF, mode=, mtu=")
 @click.option("--label", multiple=True, metavar="KEY=VALUE", help="Set a label on the network")
 @click.option("--interface-name", metavar="NAME", help="Name of the bridge (default kpodN)")
+@click.option("--disable-dns", is_flag=True,
+              help="No name resolution between the network's containers (bridge networks have it by default)")
 @click.option("--ignore", is_flag=True, help="Do not fail when the network already exists")
 @click.argument("name", required=False)
 @click.pass_obj
 def network_create(state, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...], ip_range: str | None,
                    internal: bool, opt: tuple[str, ...], label: tuple[str, ...], interface_name: str | None,
-                   ignore: bool, name: str | None) -> None:
+                   disable_dns: bool, ignore: bool, name: str | None) -> None:
     """Create a network; prints its name."""
     from ..errors import AlreadyExists
 
@@ -177,7 +180,8 @@ def network_create(state, driver: str, subnet: tuple[str, ...], gateway: tuple[s
     elif ignore and hook.network_inspect(name=name):
         click.echo(name)
         return
-    options: dict[str, Any] = {"driver": driver, "internal": internal, "labels": labels, "options": opts}
+    options: dict[str, Any] = {"driver": driver, "internal": internal, "labels": labels, "options": opts,
+                               "dns_enabled": driver == "bridge" and not disable_dns}
     if subnet:
         options["subnet"] = list(subnet)
     if gateway:
@@ -379,6 +383,33 @@ def network_prune(state, force: bool, filters: tuple[str, ...]) -> None:
                 continue
         hook.network_remove(name=net["name"])
         click.echo(net["name"])
+
+
+@network.command("connect", context_settings=_CTX)
+@click.option("--ip", metavar="ADDRESS", help="Static IPv4 address of the container on the network")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME",
+              help="Another name of the container on the network (DNS)")
+@click.argument("name")
+@click.argument("container")
+@click.pass_obj
+def network_connect(state, ip: str | None, aliases: tuple[str, ...], name: str, container: str) -> None:
+    """Connect a container to a network (a running one gets a new interface at once)."""
+    rt = state.runtime
+    c = rt.containers.get(container)
+    _network(state, name)
+    rt.container_network_provider.connect(c, name, ip=ip, aliases=aliases)
+
+
+@network.command("disconnect", context_settings=_CTX)
+@click.option("-f", "--force", is_flag=True, help="Forget the network even when detaching fails")
+@click.argument("name")
+@click.argument("container")
+@click.pass_obj
+def network_disconnect(state, force: bool, name: str, container: str) -> None:
+    """Disconnect a container from a network (a running one loses that interface at once)."""
+    rt = state.runtime
+    c = rt.containers.get(container)
+    rt.container_network_provider.disconnect(c, name, force=force)
 
 
 @network.command("exists", context_settings=_CTX)

@@ -427,3 +427,107 @@ def test_network_commands(net):
         delete_link(bridge + "i")
         release_subnet(subnet)
         release_subnet(subnet2)
+
+
+# ---------------------------------------------------------------------------------------
+# network connect / disconnect
+# ---------------------------------------------------------------------------------------
+
+def test_network_connect_disconnect(net):
+    k = net
+    from tests.helpers_net import claim_subnet, delete_link, new_bridge, release_subnet
+
+    subnet, bridge = claim_subnet(), new_bridge()
+    sub = ipaddress.ip_network(subnet)
+    prefix = str(sub.network_address)[:-1]  # "10.214.7."
+    ipam = os.path.join(k.runroot, "cni", "ipam", "side")
+    try:
+        k("network", "create", "--subnet", subnet, "--interface-name", bridge, "--disable-dns", "side")
+        k("run", "-d", "--name", "peer", "--network", "side", "busybox", "sh", "-c", HTTPD)
+        peer_ip = k.inspect("peer", "{{.NetworkSettings.IPAddress}}")
+        k("run", "-d", "--name", "main", "busybox", "sleep", "300")
+        main = cid_of(k, "main")
+        static = str(sub.network_address + 77)
+        # a running container: CNI ADD on eth1, reaches the other network's container
+        assert k("network", "connect", "--ip", static, "--alias", "mainalias", "side", "main").stdout == ""
+        nets = k.inspect("main")["NetworkSettings"]["Networks"]
+        assert list(nets) == ["kpod", "side"]
+        assert nets["side"]["IPAddress"] == static and nets["side"]["Gateway"] == str(sub.network_address + 1)
+        assert "mainalias" in nets["side"]["Aliases"]
+        assert ipaddress.ip_address(nets["kpod"]["IPAddress"]) in ipaddress.ip_network(k.kpod.subnet)
+        assert f"inet {static}/24" in k("exec", "main", "ip", "-o", "-4", "addr", "show", "eth1").stdout
+        assert k("exec", "main", "wget", "-qO-", f"http://{peer_ip}/").stdout.startswith("hello-")
+        assert len(bridge_ports(bridge)) == 2 and static in os.listdir(ipam)
+        # bad input: one Error line, exit 125, nothing changed
+        k("create", "--name", "lonely", "--network", "none", "busybox")
+        k("create", "--name", "hosted", "--network", "host", "busybox")
+        k("create", "--name", "joiner", "--network", "container:main", "busybox")
+        for args, msg in ((("connect", "side", "main"), "already connected"),
+                          (("connect", "nosuchnet", "main"), "network not found"),
+                          (("connect", "side", "nosuchctr"), "no such container"),
+                          (("connect", "side", "lonely"), "network mode is none"),
+                          (("connect", "side", "hosted"), "network mode is host"),
+                          (("connect", "side", "joiner"), "network mode is container:"),
+                          (("disconnect", "side", "peer"), "only network"),
+                          (("disconnect", "nosuchnet", "main"), "network not found"),
+                          (("disconnect", "side", "nosuchctr"), "no such container"),
+                          (("disconnect", "side", "lonely"), "network mode is none")):
+            assert_one_error_line(k("network", *args, check=False), 125, msg)
+        k("network", "create", "--subnet", claim_subnet_for(k), "--interface-name", bridge + "x",
+          "--disable-dns", "unused")
+        assert_one_error_line(k("network", "disconnect", "unused", "main", check=False), 125, "not connected")
+        outside = str(ipaddress.ip_network(k.kpod.subnet).network_address + 9)
+        assert_one_error_line(k("network", "connect", "--ip", outside, "unused", "main", check=False), 125,
+                              "not in the subnet")
+        assert list(k.inspect("main")["NetworkSettings"]["Networks"]) == ["kpod", "side"]
+        # disconnect: CNI DEL; no interface, veth, lease or rule of that address is left
+        k("network", "disconnect", "side", "main")
+        assert list(k.inspect("main")["NetworkSettings"]["Networks"]) == ["kpod"]
+        assert k("exec", "main", "ip", "link", "show", "eth1", check=False).returncode != 0
+        assert k("exec", "main", "ip", "link", "show", "eth0").returncode == 0
+        assert len(bridge_ports(bridge)) == 1 and static not in os.listdir(ipam)
+        assert not rules_mentioning(f"{static}/")
+        assert not [r for r in rules_mentioning(main) if prefix in r]
+        # a stopped container: only the recorded networks change; start attaches them all
+        k("stop", "-t", "0", "main")
+        k("network", "connect", "side", "main")
+        assert list(k.inspect("main")["NetworkSettings"]["Networks"]) == ["kpod", "side"]
+        k("start", "main")
+        ip1 = k.inspect("main")["NetworkSettings"]["Networks"]["side"]["IPAddress"]
+        assert ipaddress.ip_address(ip1) in sub
+        assert f"inet {ip1}/24" in k("exec", "main", "ip", "-o", "-4", "addr", "show", "eth1").stdout
+        # stop and rm tear down every connected network
+        k("stop", "-t", "0", "main")
+        assert not os.path.exists(os.path.join(k.runroot, "netns", f"kpod-{main}"))
+        assert not os.path.exists(os.path.join(k.runroot, "containers", main, "network.json"))
+        assert not rules_mentioning(main) and not rules_mentioning(f"{ip1}/")
+        assert len(bridge_ports(bridge)) == 1 and os.listdir(ipam).count(ip1) == 0
+        k("network", "disconnect", "side", "main")
+        assert list(k.inspect("main")["NetworkSettings"]["Networks"]) == ["kpod"]
+        k("network", "connect", "side", "main")
+        k("start", "main")
+        k("rm", "-f", "main", "peer", "lonely", "hosted", "joiner")
+        assert_clean(k, main)
+        assert not bridge_ports(bridge) and not [f for f in os.listdir(ipam) if f[0].isdigit()]
+        assert not [r for r in rules_mentioning(prefix)]
+        assert k("network", "rm", "side", "unused").stdout == "side\nunused\n"
+    finally:
+        k("rm", "-fa", check=False)
+        k("network", "rm", "-f", "side", "unused", check=False)
+        delete_link(bridge)
+        delete_link(bridge + "x")
+        release_subnet(subnet)
+        for s in _extra_subnets:
+            release_subnet(s)
+        _extra_subnets.clear()
+
+
+_extra_subnets: list[str] = []
+
+
+def claim_subnet_for(k) -> str:
+    from tests.helpers_net import claim_subnet
+
+    s = claim_subnet()
+    _extra_subnets.append(s)
+    return s

@@ -8,6 +8,11 @@ Layout on disk (all movable through the configuration):
   cache idea): DEL and CHECK use the configuration and result recorded at ADD time.
 * ``<runroot>/cni/ipam`` — host-local IPAM leases of the networks kpod writes; per-boot, like
   the namespaces and interfaces they belong to.
+* ``<runroot>/cni/dns/containers/cni/dnsname/<network>/`` — the dnsname plugin's files for a
+  network with DNS (``dnsmasq.conf``, ``addnhosts``, ``pidfile`` of its dnsmasq). The plugin
+  is run with ``XDG_RUNTIME_DIR=<runroot>/cni/dns`` (its default is the host-wide
+  /run/containers/cni/dnsname), so two stores with a network of the same name never share
+  a dnsmasq.
 
 Importing this module is cheap: pyroute2 is imported only where it is needed.
 """
@@ -27,6 +32,7 @@ from libpod_core.errors import AlreadyExists, InvalidArgument, KpodError, Networ
 from . import netns as _netns
 from .cni import CNIExecutor, normalize_result, version_tuple
 from .networks import (
+    DNS_PLUGIN,
     IFNAME_RE,
     SUPPORTED_DRIVERS,
     Network,
@@ -75,6 +81,8 @@ class CNIBackend:
         self.cache_dir = os.path.join(self.cni_dir, "results")
         self.ipam_dir = os.path.join(self.cni_dir, "ipam")
         self.tuning_dir = os.path.join(self.cni_dir, "tuning")
+        #: XDG_RUNTIME_DIR of the dnsname plugin (it keeps <this>/containers/cni/dnsname/<network>)
+        self.dns_runtime_dir = os.path.join(self.cni_dir, "dns")
         # settings the configuration may grow; class defaults otherwise
         for key in ("default_subnet", "default_bridge"):
             value = getattr(config, key, None) if key in getattr(config, "_values", {}) else None
@@ -87,8 +95,13 @@ class CNIBackend:
     def executor(self) -> CNIExecutor:
         ex = self._executor
         if ex is None or (ex.plugin_dirs, ex.cache_dir, ex.timeout) != (list(self.plugin_dirs), self.cache_dir, self.plugin_timeout):
-            ex = self._executor = CNIExecutor(self.plugin_dirs, self.cache_dir, self.plugin_timeout)
+            ex = self._executor = CNIExecutor(self.plugin_dirs, self.cache_dir, self.plugin_timeout,
+                                              plugin_env={DNS_PLUGIN: {"XDG_RUNTIME_DIR": self.dns_runtime_dir}})
         return ex
+
+    def dns_dir(self, network: str) -> str:
+        """Where the dnsname plugin keeps *network*'s dnsmasq files."""
+        return os.path.join(self.dns_runtime_dir, "containers", "cni", "dnsname", network)
 
     # ==================================================================================
     # network namespaces
@@ -194,8 +207,11 @@ class CNIBackend:
                 raise InvalidArgument(f"network {name}: invalid IP address {ip!r}") from None
         return out
 
-    def _attach_args(self, net: Network, opts: dict, ports: list[dict]) -> tuple[str, dict]:
-        """CNI_ARGS and the runtimeConfig values for one network."""
+    def _attach_args(self, net: Network, opts: dict, ports: list[dict], container_name: str = "",
+                     container_id: str = "") -> tuple[str, dict]:
+        """CNI_ARGS and the runtimeConfig values for one network. The container's name goes
+        in as ``K8S_POD_NAME`` (as podman passes it): the dnsname plugin registers that name
+        at ADD and removes the entries of that name at DEL."""
         caps: set[str] = set()
         for p in net.plugins:
             c = p.get("capabilities")
@@ -205,6 +221,10 @@ class CNIBackend:
         mac = opts.get("mac") or opts.get("static_mac") or ""
         aliases = opts.get("aliases") or []
         args = ["IgnoreUnknown=1"]
+        if container_name and CONTAINER_ID_RE.match(container_name):
+            args += [f"K8S_POD_NAMESPACE={container_name}", f"K8S_POD_NAME={container_name}"]
+            if container_id:
+                args.append(f"K8S_POD_INFRA_CONTAINER_ID={container_id}")
         rc: dict[str, Any] = {}
         if ports:
             rc["portMappings"] = ports
@@ -232,6 +252,7 @@ class CNIBackend:
         if not isinstance(container_id, str) or not CONTAINER_ID_RE.match(container_id):
             raise InvalidArgument(f"invalid container ID {container_id!r} for CNI")
         ports = self._port_mappings(port_mappings)
+        cname = str((options or {}).get("container_name") or "")
         # interfaces of networks this container is already on (``network connect``) stay
         existing = self.executor.container_ifnames(container_id)
         ifnames = self._ifnames(items, existing.values())
@@ -250,7 +271,7 @@ class CNIBackend:
         done: list[tuple[str, str]] = []
         try:
             for net, (name, opts), ifname in zip(nets, items, ifnames):
-                cni_args, rc = self._attach_args(net, opts, ports)
+                cni_args, rc = self._attach_args(net, opts, ports, cname, container_id)
                 raw = self.executor.add(
                     net.conflist,
                     container_id=container_id,
@@ -533,6 +554,11 @@ class CNIBackend:
         if driver not in SUPPORTED_DRIVERS:
             raise InvalidArgument(f"unsupported network driver {driver!r} (supported: {', '.join(SUPPORTED_DRIVERS)})")
         internal = _as_bool(options.get("internal"), "internal")
+        # DNS (the dnsname plugin) is for bridges: a macvlan network has no host-side
+        # address for dnsmasq to listen on (podman's CNI backend does the same).
+        dns = _as_bool(options.get("dns_enabled"), "dns_enabled") and driver == "bridge"
+        if dns:
+            self._check_dns_plugin()
         labels = options.get("labels") or {}
         if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise InvalidArgument("network labels must map strings to strings")
@@ -582,6 +608,7 @@ class CNIBackend:
                 options=saved_opts,
                 mtu=mtu,
                 mode=mode,
+                dns=dns,
             )
             path = self.store.write_new(conflist)
         return Network(name, path, conflist).to_dict()
@@ -706,6 +733,21 @@ class CNIBackend:
             raise InvalidArgument(f"macvlan parent interface {parent} does not exist")
         return parent
 
+    def _check_dns_plugin(self) -> None:
+        """A network with DNS needs the dnsname plugin and dnsmasq: refuse to write one that
+        every container start would fail on."""
+        import shutil
+
+        try:
+            self.executor.find_plugin(DNS_PLUGIN)
+        except NetworkError:
+            raise NetworkError(
+                f"DNS needs the {DNS_PLUGIN} CNI plugin, not found in {', '.join(self.plugin_dirs)} (Debian package "
+                "golang-github-containernetworking-plugin-dnsname); install it or use --disable-dns") from None
+        path = os.environ.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        if not shutil.which("dnsmasq", path=path + os.pathsep + "/usr/sbin:/sbin"):
+            raise NetworkError("DNS needs dnsmasq (Debian package dnsmasq-base); install it or use --disable-dns")
+
     # -- remove ------------------------------------------------------------------------
     @hookimpl
     def network_remove(self, name):
@@ -729,7 +771,27 @@ class CNIBackend:
                 except Exception as exc:  # noqa: BLE001 - the network is gone already
                     log.warning("network %s removed but its bridge %s was not: %s", name, br, exc)
         self._remove_ipam_dir(net)
+        if net.dns_enabled or os.path.isdir(self.dns_dir(name)):
+            self._remove_dns(name, net.interface if net.driver == "bridge" else "")
         return True
+
+    def _remove_dns(self, name: str, bridge: str) -> None:
+        """Stop network *name*'s dnsmasq, remove the dnsname plugin's files and the INPUT
+        rule it inserted for the bridge (``-i BRIDGE -p udp --dport 53 -j ACCEPT``, which
+        the plugin itself never removes)."""
+        import shutil
+
+        d = self.dns_dir(name)
+        stop_dnsmasq(d)
+        shutil.rmtree(d, ignore_errors=True)
+        for parent in (os.path.dirname(d), os.path.dirname(os.path.dirname(d)),
+                       os.path.dirname(os.path.dirname(os.path.dirname(d))), self.dns_runtime_dir):
+            try:
+                os.rmdir(parent)  # only when empty
+            except OSError:
+                break
+        if bridge:
+            delete_dns_rule(bridge)
 
     @staticmethod
     def _delete_link(ifname: str) -> None:
@@ -755,6 +817,56 @@ class CNIBackend:
             import shutil
 
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _dnsmasq_pid(d: str) -> int | None:
+    """The PID in *d*'s pidfile when that process is a dnsmasq using *d*'s configuration."""
+    try:
+        with open(os.path.join(d, "pidfile")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    conf = os.path.join(d, "dnsmasq.conf").encode()
+    if argv and os.path.basename(argv[0]) == b"dnsmasq" and any(conf in a for a in argv):
+        return pid
+    return None
+
+
+def stop_dnsmasq(d: str, timeout: float = 5.0) -> None:
+    """Stop the dnsmasq the dnsname plugin started for the network whose files are in *d*."""
+    import signal
+    import time
+
+    pid = _dnsmasq_pid(d)
+    if pid is None:
+        return
+    sig = signal.SIGTERM
+    deadline = time.monotonic() + timeout
+    while _dnsmasq_pid(d) == pid:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            sig = signal.SIGKILL
+        time.sleep(0.02)
+
+
+def delete_dns_rule(bridge: str) -> None:
+    """Delete every copy of the INPUT rule dnsname inserts for *bridge*."""
+    import subprocess
+
+    rule = ["INPUT", "-i", bridge, "-p", "udp", "-m", "udp", "--dport", "53", "-j", "ACCEPT"]
+    for _ in range(16):
+        try:
+            p = subprocess.run(["iptables", "-w", "-t", "filter", "-D", *rule], capture_output=True)
+        except OSError as exc:
+            log.warning("cannot remove the DNS rule of bridge %s: %s", bridge, exc)
+            return
+        if p.returncode != 0:
+            return
 
 
 def _as_bool(value, what: str) -> bool:

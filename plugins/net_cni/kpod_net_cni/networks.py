@@ -31,6 +31,10 @@ IFNAME_RE = re.compile(r"^(?!\.\.?$)[a-zA-Z0-9_.-]{1,15}$")
 RESERVED_NAMES = frozenset({"none", "host", "bridge", "private", "container", "ns", "slirp4netns", "pasta"})
 CNI_VERSION = "1.0.0"
 SUPPORTED_DRIVERS = ("bridge", "macvlan")
+#: podman's search domain for container names (the dnsname plugin's ``domainName``)
+DNS_DOMAIN = "dns.podman"
+#: the CNI plugin that serves container names (a dnsmasq per network)
+DNS_PLUGIN = "dnsname"
 
 
 @dataclass
@@ -55,6 +59,11 @@ class Network:
     def kpod_args(self) -> dict:
         args = self.conflist.get("args")
         return args if isinstance(args, dict) else {}
+
+    @property
+    def dns_enabled(self) -> bool:
+        """True when the list runs the dnsname plugin (a dnsmasq answers container names)."""
+        return any(p.get("type") == DNS_PLUGIN for p in self.plugins)
 
     @property
     def interface(self) -> str:
@@ -128,7 +137,7 @@ class Network:
             "subnets": subnets,
             "ipv6_enabled": any(n.version == 6 for n in self.subnets()),
             "internal": self.internal(),
-            "dns_enabled": False,
+            "dns_enabled": self.dns_enabled,
             "labels": dict(labels) if isinstance(labels, dict) else {},
             "options": dict(options) if isinstance(options, dict) else {},
             "ipam_options": {"driver": ipam.get("type", "")} if ipam else {},
@@ -313,7 +322,11 @@ def build_conflist(
     options: dict[str, Any],
     mtu: int | None = None,
     mode: str | None = None,
+    dns: bool = False,
 ) -> dict:
+    """A configuration list like podman's (CNI backend): bridge, portmap, firewall, tuning
+    and, with *dns* (bridge only), dnsname. An internal network with DNS keeps the gateway
+    address on the bridge (dnsmasq listens there) but gets no route and no masquerading."""
     routes = []
     if not internal:
         fams = {ipaddress.ip_network(r["subnet"], strict=False).version for r in ranges}
@@ -326,7 +339,7 @@ def build_conflist(
         main: dict[str, Any] = {
             "type": "bridge",
             "bridge": interface,
-            "isGateway": not internal,
+            "isGateway": not internal or dns,
             "ipMasq": not internal,
             "hairpinMode": True,
             "capabilities": {"ips": True, "mac": True},
@@ -340,6 +353,8 @@ def build_conflist(
             {"type": "firewall"},
             {"type": "tuning", "dataDir": tuning_dir},
         ]
+        if dns:
+            plugins.append({"type": DNS_PLUGIN, "domainName": DNS_DOMAIN, "capabilities": {"aliases": True}})
     elif driver == "macvlan":
         main = {"type": "macvlan", "master": interface, "mode": mode or "bridge", "capabilities": {"ips": True, "mac": True}}
         if mtu:

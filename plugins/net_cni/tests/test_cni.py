@@ -1096,3 +1096,83 @@ def test_port_mapping_validation(env):
         with pytest.raises(InvalidArgument):
             env.setup(ns, {env.default_name: {}}, bad)
     assert ns_links(ns) == {"lo"}
+
+
+# ------------------------------------------------------------------------------------
+# DNS (the dnsname plugin, a real dnsmasq per network)
+# ------------------------------------------------------------------------------------
+def _dnsmasq_for(d: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if os.path.basename(argv[0]) == b"dnsmasq" and any(d.encode() in a for a in argv):
+                out.append(int(pid))
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(CNI_BIN, "dnsname")), reason="dnsname plugin not installed")
+def test_dns_network_registers_names_and_cleans_up(env):
+    sub, br = env.subnet(), env.bridge()
+    name = f"{TAG}-dns-{uuid.uuid4().hex[:6]}"
+    net = env.backend.network_create(name, {"subnet": sub, "interface": br, "dns_enabled": True})
+    d = env.backend.dns_dir(name)
+    try:
+        assert net["dns_enabled"] is True and net["plugins"][-1] == "dnsname"
+        gw = str(ipaddress.ip_network(sub).network_address + 1)
+        ns = env.ns()
+        cid = uuid.uuid4().hex * 2
+        _CONTAINERS.append(cid)
+        env.attached.append((cid, ns, {name: {"aliases": ["web"]}}, None))
+        res = env.backend.network_setup(container_id=cid, netns_path=ns, networks={name: {"aliases": ["web"]}},
+                                        port_mappings=[], options={"container_name": "box1"})
+        assert res[name]["dns"] == {"nameservers": [gw], "search": ["dns.podman"]}
+        ip = ip_of(res, name)
+        assert open(os.path.join(d, "addnhosts")).read().split() == [ip, "box1", "web"]
+        assert len(_dnsmasq_for(d)) == 1
+        # the name answers on the gateway (a plain DNS query from the container's namespace)
+        q = ns_exec(ns, sys.executable, "-c", DNS_QUERY, gw, "box1.dns.podman")
+        assert q.stdout.strip() == ip, q
+        assert env.backend.network_check(container_id=cid, netns_path=ns, networks={name: {}}, port_mappings=[])
+        env.teardown(cid, ns, {name: {"aliases": ["web"]}})
+        assert not _dnsmasq_for(d) and not os.path.exists(d)
+        assert [r for r in iptables_save() if f"-i {br} " in r and "--dport 53" in r]
+    finally:
+        env.backend.network_remove(name)
+    assert not os.path.exists(d) and not _dnsmasq_for(env.backend.dns_runtime_dir)
+    assert not [r for r in iptables_save() if f"-i {br} " in r and "--dport 53" in r]
+
+
+def test_dns_needs_the_plugin_and_macvlan_has_none(env, tmp_path):
+    env.backend.plugin_dirs = [str(tmp_path)]
+    with pytest.raises(NetworkError, match="golang-github-containernetworking-plugin-dnsname"):
+        env.backend.network_create(f"{TAG}-nodns", {"subnet": env.subnet(), "interface": env.bridge(),
+                                                    "dns_enabled": True})
+    assert env.backend.network_inspect(f"{TAG}-nodns") is None
+    env.backend.plugin_dirs = [CNI_BIN]
+    name = f"{TAG}-mv-{uuid.uuid4().hex[:6]}"
+    net = env.backend.network_create(name, {"driver": "macvlan", "parent": "lo", "subnet": env.subnet(),
+                                            "dns_enabled": True})
+    assert net["dns_enabled"] is False and "dnsname" not in net["plugins"]
+    env.backend.network_remove(name)
+
+
+DNS_QUERY = r"""
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+for _ in range(20):
+    try:
+        s.sendto(q, (server, 53))
+        data = s.recv(512)
+        break
+    except OSError:
+        import time; time.sleep(0.1)
+print(".".join(str(b) for b in data[-4:]))
+"""
