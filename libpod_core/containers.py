@@ -500,6 +500,7 @@ class ContainerManager:
         env_from_files: list[str] = []
         for path in opts.env_files:
             env_from_files += parse_env_file(path)
+        self._namespace_modes(opts)
         net_mode = self._network_mode(opts)
         for u in opts.ulimits:
             specgen.parse_ulimit(u)
@@ -602,6 +603,34 @@ class ContainerManager:
         lock.release()
         self.event("create", c)
         return c
+
+    def _namespace_modes(self, opts: CreateOptions) -> None:
+        """Check ``--ipc``/``--uts``/``--pid``/``--cgroup-parent``; ``container:NAME`` becomes
+        ``container:<ID>`` (joined at start like a pod's infra, see network.prepare_start)."""
+        from . import specgen
+
+        if opts.cgroup_parent is not None:
+            specgen.check_cgroup_parent(opts.cgroup_parent)
+        for kind in ("ipc", "uts", "pid"):
+            if getattr(opts, kind) is None:
+                continue
+            mode, ref = specgen.parse_namespace_flag(kind, getattr(opts, kind))
+            if ref is not None:
+                target = self.get(ref)
+                if target.refresh() != "running":
+                    raise ContainerStateError(f"cannot join the {kind} namespace of container {target.name}: "
+                                              "it is not running")
+                mode = f"container:{target.id}"
+                if kind == "uts":  # podman: the hostname of the container whose UTS namespace is shared
+                    if opts.hostname and opts.hostname != target.hostname:
+                        raise InvalidArgument("cannot set a hostname: the container shares the UTS namespace "
+                                              f"of container {target.name}")
+                    opts.hostname = target.hostname
+            elif kind == "uts" and mode == "host":
+                if opts.hostname and opts.hostname != os.uname().nodename:
+                    raise InvalidArgument("cannot set the hostname when sharing the host's UTS namespace")
+                opts.hostname = os.uname().nodename
+            setattr(opts, kind, mode)
 
     def _network_mode(self, opts: CreateOptions) -> str:
         if hasattr(self.network_provider, "prepare_create"):
@@ -1037,6 +1066,10 @@ class Container:
                 for ns in spec["linux"]["namespaces"]:
                     if ns["type"] == "network":
                         ns["path"] = netns
+            if self.config.get("is_infra") or (self.config.get("ipc") or "").startswith("container:"):
+                from .pods import prepare_shm
+
+                prepare_shm(self, spec)  # a pod's /dev/shm: the infra's, shared with its IPC namespace
             mgr.rt.plugins.load_general()
             apply_hooks(spec, self.summary(), dirs=mgr.config.hooks_dirs,
                         has_bind_mounts=bool(self.config.get("volumes")) or any(
@@ -1085,6 +1118,10 @@ class Container:
                     self.unmount()
                 except Exception:  # noqa: BLE001
                     pass
+            if self.config.get("is_infra"):
+                from .pods import release_shm
+
+                release_shm(self)
             if self.config.get("network_mode") == "bridge":
                 self._network_teardown()
             _unlink(self.exit_file)
@@ -1290,6 +1327,10 @@ class Container:
         try:
             attempt("runtime delete", lambda: self._runtime().runtime_delete(container_id=self.id, force=True))
             attempt("unmount", lambda: self.unmount(force=force))
+            if self.config.get("is_infra"):
+                from .pods import release_shm
+
+                attempt("unmount shm", lambda: release_shm(self))
         finally:
             if net_done is not None:
                 attempt("network teardown", net_done)

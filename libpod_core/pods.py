@@ -92,6 +92,21 @@ class PodOptions:
     add_host: list[str] = field(default_factory=list)
     no_hosts: bool = False
     create_command: list[str] = field(default_factory=list)
+    # the infra container: None is kpod's pause image running catatonit -P, "<pod ID[:12]>-infra"
+    infra_image: str | None = None
+    #: its entrypoint; a string is split on spaces, as podman's --infra-command is
+    infra_command: str | list[str] | None = None
+    infra_name: str | None = None
+
+
+def parse_infra_command(command: str | list[str] | None) -> list[str] | None:
+    """``--infra-command``: podman splits the string on single spaces (no shell quoting)."""
+    if command is None:
+        return None
+    argv = command.split(" ") if isinstance(command, str) else list(command)
+    if not argv or not argv[0]:
+        raise InvalidArgument(f"invalid --infra-command {command!r}: expected a command")
+    return argv
 
 
 def parse_share(share: str | list[str] | None, infra: bool) -> list[str]:
@@ -194,6 +209,50 @@ def remove_pod_cgroup(path: str) -> list[str]:
                 if os.path.isdir(root):
                     left.append(f"{root}: {exc.strerror}")
     return left
+
+
+# ---------------------------------------------------------------------------------------
+# the pod's /dev/shm
+# ---------------------------------------------------------------------------------------
+
+def shm_dir(c) -> str:
+    return os.path.join(c.rundir, "shm")
+
+
+def prepare_shm(c, spec: dict) -> None:
+    """At start (``Container._init_locked``, after the joined namespaces are resolved): an
+    infra container with its own IPC namespace gets a tmpfs mounted on the host at
+    ``<rundir>/shm`` as its /dev/shm, and a container joining its IPC namespace (a pod
+    member, ``--ipc container:<infra>``) bind-mounts the same directory, so POSIX shared
+    memory is shared with the namespace, as podman does. A container joining one without
+    that mount keeps a tmpfs of its own (the other's /dev/shm lives in another mount
+    namespace: the kernel refuses to bind-mount it)."""
+    from .specgen import DEFAULT_SHM_SIZE, parse_size, use_shm_dir
+
+    ipc = c.config.get("ipc") or ""
+    if ipc.startswith("container:"):
+        try:
+            target = c.mgr.get(ipc[len("container:"):])
+        except NotFound:
+            return
+        if os.path.ismount(shm_dir(target)):
+            use_shm_dir(spec, shm_dir(target))
+    elif c.config.get("is_infra") and ipc in ("", "private", "shareable"):
+        from .graphdriver import mount
+
+        d = shm_dir(c)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        if not os.path.ismount(d):
+            size = parse_size(c.config["shm_size"], what="shm-size") if c.config.get("shm_size") else DEFAULT_SHM_SIZE
+            mount("shm", d, "tmpfs", f"mode=1777,size={size}", 0x2 | 0x4 | 0x8)  # nosuid, nodev, noexec
+        use_shm_dir(spec, d)
+
+
+def release_shm(c) -> None:
+    """Unmount an infra container's shm (stop, clean-up, a failed start); idempotent."""
+    from .graphdriver import umount
+
+    umount(shm_dir(c))
 
 
 # ---------------------------------------------------------------------------------------
@@ -310,7 +369,7 @@ class PodManager:
     def create(self, opts: PodOptions) -> "Pod":
         """Create a pod (and its infra container), all or nothing."""
         from .containers import random_name
-        from .specgen import parse_size
+        from .specgen import check_cgroup_parent, parse_size
 
         if opts.name is not None and not NAME_RE.match(opts.name):
             raise InvalidArgument(f"invalid pod name {opts.name!r}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -323,21 +382,30 @@ class PodManager:
                     raise ValueError
             except ValueError:
                 raise InvalidArgument(f"invalid --cpus {opts.cpus!r}: expected a number greater than 0") from None
-        parent = opts.cgroup_parent or CGROUP_PARENT
-        if not parent.startswith("/") or ".." in parent.split("/") or "//" in parent:
-            raise InvalidArgument(f"invalid --cgroup-parent {parent!r}: expected an absolute cgroup path like /kpod")
+        parent = check_cgroup_parent(opts.cgroup_parent or CGROUP_PARENT)
         for h in opts.add_host:
             parse_add_host(h)
         if not opts.infra and (opts.ports or opts.network or opts.networks or opts.ip or opts.mac_address or opts.dns
                                or opts.add_host):
             raise InvalidArgument("network options need an infra container: they are the pod's (--infra=false)")
+        if not opts.infra and (opts.infra_image or opts.infra_command is not None or opts.infra_name):
+            raise InvalidArgument("--infra-image, --infra-command and --infra-name need an infra container "
+                                  "(--infra=false)")
+        infra_command = parse_infra_command(opts.infra_command)
+        if opts.infra_image is not None and not opts.infra_image.strip():
+            raise InvalidArgument("invalid --infra-image '': expected an image name")
+        if opts.infra_name is not None and not NAME_RE.match(opts.infra_name):
+            raise InvalidArgument(f"invalid --infra-name {opts.infra_name!r}: names must match "
+                                  "[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        if opts.infra_name and self.containers.exists(opts.infra_name):
+            raise AlreadyExists(f"--infra-name {opts.infra_name}: the container name is already in use")
         hostname = opts.hostname or None
         if hostname is not None and (len(hostname) > 64 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", hostname)):
             raise InvalidArgument(f"invalid hostname {hostname!r}")
 
         pod_id = os.urandom(32).hex()
         conf = asdict(opts)
-        conf.update(share=share, cgroup_parent=parent)
+        conf.update(share=share, cgroup_parent=parent, infra_command=infra_command)
         now = time.time()
         for attempt in range(20):
             name = opts.name or random_name() + ("" if attempt < 5 else f"_{os.urandom(2).hex()}")
@@ -374,11 +442,13 @@ class PodManager:
 
         c = pod.config
         return CreateOptions(
-            image=pause_image_name(), name=f"{pod.id[:12]}-infra", hostname=c.get("hostname") or pod.name,
+            image=c.get("infra_image") or pause_image_name(), name=pod.infra_name,
+            entrypoint=c.get("infra_command"), hostname=c.get("hostname") or pod.name,
             network=c.get("network"), networks=dict(c.get("networks") or {}), ports=list(c.get("ports") or []),
             ip=c.get("ip"), mac_address=c.get("mac_address"), dns=list(c.get("dns") or []),
             dns_search=list(c.get("dns_search") or []), dns_option=list(c.get("dns_option") or []),
-            add_host=list(c.get("add_host") or []), no_hosts=bool(c.get("no_hosts")), pull="never",
+            add_host=list(c.get("add_host") or []), no_hosts=bool(c.get("no_hosts")),
+            pull="missing" if c.get("infra_image") else "never",
             cgroup_parent=pod.cgroup_path, pod=pod.id, is_infra=True, create_command=list(c.get("create_command") or []),
             stop_timeout=10,
         )
@@ -436,6 +506,10 @@ class Pod:
         return self.config.get("hostname") or self.name
 
     @property
+    def infra_name(self) -> str:
+        return self.config.get("infra_name") or f"{self.id[:12]}-infra"
+
+    @property
     def cgroup_parent(self) -> str:
         return self.config.get("cgroup_parent") or CGROUP_PARENT
 
@@ -479,16 +553,16 @@ class Pod:
             infra = self.infra()
             if infra is not None:
                 return infra
-            name = f"{self.id[:12]}-infra"
             cm = self.mgr.containers
             try:  # a create that finished after an interrupted pod create
-                old = cm.get(name)
+                old = cm.get(self.infra_name)
                 if old.config.get("pod") == self.id:
                     self._set_infra(old.id)
                     return old
             except NotFound:
                 pass
-            ensure_pause_image(self.mgr.rt)
+            if not self.config.get("infra_image"):
+                ensure_pause_image(self.mgr.rt)
             # kept mounted for the pod's start (like run's create): no unmount now and mount
             # again at start; an overlay unmount syncs the upper file system, which is slow
             infra = cm.create(self.mgr.infra_options(self), keep_mounted=True)
@@ -675,6 +749,10 @@ class Pod:
                 "HostAdd": list(c.get("add_host") or []),
                 "Networks": networks,
                 "NetworkMode": mode,
+                "InfraImage": c.get("infra_image") or pause_image_name(),
+                "InfraCommand": list(c.get("infra_command") or (infra.config.get("args") if infra is not None else None)
+                                     or []),
+                "InfraName": self.infra_name,
             } if infra is not None or c.get("infra", True) else None,
             "SharedNamespaces": self.shared,
             "CPUPeriod": 100000 if c.get("cpus") else 0,

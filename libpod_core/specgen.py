@@ -1125,18 +1125,63 @@ def host_pids_controller() -> bool:
     return os.path.isdir("/sys/fs/cgroup/pids")
 
 
+#: the modes ``--ipc``, ``--uts`` and ``--pid`` take besides ``container:NAME|ID`` and ``ns:PATH``
+NAMESPACE_FLAG_MODES = {"ipc": ("host", "private", "shareable", "none"), "uts": ("host", "private"),
+                        "pid": ("host", "private")}
+
+
+def parse_namespace_flag(kind: str, value: str) -> tuple[str, str | None]:
+    """Check ``--ipc``/``--uts``/``--pid`` *value* (podman's syntax); returns (the mode to
+    store, the container reference of ``container:NAME|ID`` or None). A ``ns:PATH`` must
+    exist. The caller resolves the container reference (to ``container:<full ID>``)."""
+    modes = NAMESPACE_FLAG_MODES[kind]
+    mode = (value or "").strip()
+    if mode in modes:
+        return mode, None
+    if mode.startswith("container:"):
+        ref = mode[len("container:"):]
+        if not ref:
+            raise InvalidArgument(f"invalid --{kind} {value!r}: expected container:NAME or container:ID")
+        return mode, ref
+    if mode.startswith("ns:"):
+        path = mode[3:]
+        if not path.startswith("/") or not os.path.exists(path):
+            raise InvalidArgument(f"invalid --{kind} {value!r}: namespace path {path!r} does not exist")
+        return mode, None
+    raise InvalidArgument(f"invalid --{kind} {value!r}: expected {', '.join(modes)}, container:NAME|ID or ns:PATH")
+
+
+def use_shm_dir(spec: dict[str, Any], path: str) -> None:
+    """Make the spec's /dev/shm a bind mount of the host directory *path* (a pod's shared
+    shm) in place of its own tmpfs."""
+    mounts = [m for m in spec.get("mounts") or [] if m.get("destination") != "/dev/shm"]
+    at = next((i for i, m in enumerate(mounts) if m.get("destination") == "/dev/mqueue"), len(mounts))
+    mounts.insert(at, _bind_mount(path, "/dev/shm", ["rw", "noexec"], "shm path"))
+    spec["mounts"] = mounts
+
+
+def check_cgroup_parent(parent: str) -> str:
+    """``--cgroup-parent`` (cgroupfs): an absolute cgroup path without ``..``."""
+    if not parent.startswith("/") or ".." in parent.split("/") or "//" in parent or parent.rstrip("/") == "" \
+            or any(ch.isspace() or ch == "\0" for ch in parent):
+        raise InvalidArgument(f"invalid --cgroup-parent {parent!r}: expected an absolute cgroup path like /kpod")
+    return parent
+
+
 def _namespace(kind: str, mode: str | None, flag: str) -> dict[str, Any] | None:
     mode = (mode or "private").strip()
     if mode in ("private", ""):
         return {"type": kind}
     if mode == "host":
         return None
-    if mode == "none" and kind == "network":
+    if mode == "none" and kind in ("network", "ipc"):
+        return {"type": kind}
+    if mode == "shareable" and kind == "ipc":
         return {"type": kind}
     path = mode[3:] if mode.startswith("ns:") else mode if mode.startswith("/") else None
     if path is None:
         raise InvalidArgument(f"invalid --{flag} mode {mode!r}: expected private, host, ns:PATH"
-                              + (" or none" if kind == "network" else ""))
+                              + (" or none" if kind == "network" else ", shareable or none" if kind == "ipc" else ""))
     if not path.startswith("/") or not os.path.lexists(path):
         raise InvalidArgument(f"invalid --{flag} {mode!r}: namespace path {path!r} does not exist")
     return {"type": kind, "path": path}
@@ -1254,10 +1299,16 @@ def _default_mounts(opts: SpecOptions) -> list[dict[str, Any]]:
     if opts.ipc == "host":
         mounts.append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
                        "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]})
-        mounts.append({"destination": "/dev/mqueue", "type": "bind", "source": "/dev/mqueue",
-                       "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]})
+        if os.path.isdir("/dev/mqueue"):
+            mounts.append({"destination": "/dev/mqueue", "type": "bind", "source": "/dev/mqueue",
+                           "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]})
+        else:  # the host has none mounted: an mqueue mount in the host's IPC namespace is the same
+            mounts.append({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                           "options": ["nosuid", "noexec", "nodev"]})
     else:
-        if opts.shm_path:
+        if opts.ipc == "none":
+            pass  # podman: a private IPC namespace without /dev/shm
+        elif opts.shm_path:
             mounts.append(_bind_mount(opts.shm_path, "/dev/shm", ["rw", "noexec"], "shm path"))
         else:
             size = parse_size(opts.shm_size, what="shm-size") if opts.shm_size not in (None, "") else DEFAULT_SHM_SIZE
@@ -1306,7 +1357,7 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
     if init_host:
         args = [INIT_PATH_IN_CONTAINER, "--", *args]
     if opts.hostname is not None:
-        if opts.uts == "host":
+        if opts.uts == "host" and opts.hostname != os.uname().nodename:  # the host's own name is no change
             raise InvalidArgument("cannot set the hostname when sharing the host's UTS namespace")
         if not opts.hostname or len(opts.hostname) > 64 or re.search(r"[\s/\0]", opts.hostname):
             raise InvalidArgument(f"invalid hostname {opts.hostname!r}")
@@ -1451,7 +1502,7 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
         "mounts": mount_list,
         "linux": linux,
     }
-    if opts.hostname:
+    if opts.hostname and opts.uts != "host":
         spec["hostname"] = opts.hostname
     annotations = {}
     for key, value in (opts.annotations or {}).items():

@@ -74,6 +74,9 @@ def pod() -> None:
               help="Publish a port of the pod on the host")
 @click.option("--infra", type=bool, is_flag=False, flag_value=True, default=True, metavar="[=true|false]",
               help="Create an infra container holding the shared namespaces (default true)")
+@click.option("--infra-image", metavar="IMAGE", help="Image of the infra container (default: kpod's pause image)")
+@click.option("--infra-command", metavar="COMMAND", help="Command of the infra container (split on spaces)")
+@click.option("--infra-name", metavar="NAME", help="Name of the infra container (default: <pod ID>-infra)")
 @click.option("--share", metavar="NAMESPACES", help="Namespaces to share: net,ipc,uts (default), pid, +pid, none")
 @click.option("--hostname", metavar="NAME", help="Host name of the pod (default: its name)")
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set a pod label")
@@ -89,7 +92,8 @@ def pod() -> None:
 @click.option("--add-host", multiple=True, metavar="HOST:IP", help="Add a line to the pod's /etc/hosts")
 @click.option("--no-hosts", is_flag=True, help="Do not create /etc/hosts for the pod's containers")
 @click.pass_obj
-def pod_create(state, name: str | None, publish: tuple[str, ...], infra: bool, share: str | None,
+def pod_create(state, name: str | None, publish: tuple[str, ...], infra: bool, infra_image: str | None,
+               infra_command: str | None, infra_name: str | None, share: str | None,
                hostname: str | None, label: tuple[str, ...], cgroup_parent: str | None, cpus: str | None,
                memory: str | None, network: str | None, ip: str | None, mac_address: str | None,
                dns: tuple[str, ...], dns_search: tuple[str, ...], dns_option: tuple[str, ...],
@@ -106,6 +110,7 @@ def pod_create(state, name: str | None, publish: tuple[str, ...], infra: bool, s
         cgroup_parent=cgroup_parent, cpus=cpus, memory=memory, network=network, ports=ports, ip=ip,
         mac_address=mac_address, dns=list(dns), dns_search=list(dns_search), dns_option=list(dns_option),
         add_host=list(add_host), no_hosts=no_hosts, create_command=["kpod", *sys.argv[1:]] if sys.argv else [],
+        infra_image=infra_image, infra_command=infra_command, infra_name=infra_name,
     )
     click.echo(_pods(state).create(opts).id)
 

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import assert_one_error_line
-from tests.helpers_images import CtrEnv
+from tests.helpers_images import CtrEnv, mounts_under
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +259,88 @@ def test_pod_bad_input(pods):
     k("rm", "joiner")
     assert k("pod", "rm", "-fa").returncode == 0
     assert k("ps", "-aq").stdout == ""
+
+
+def test_pod_infra_image_command_name(pods_rt):
+    k = pods_rt
+    port = free_port()
+    # the busybox test image running `sleep 1000` (podman splits --infra-command on spaces)
+    pod_id = k("pod", "create", "--name", "custom", "--infra-image", "busybox", "--infra-command", "sleep 1000",
+               "--infra-name", "custom-infra", "-p", f"127.0.0.1:{port}:80").stdout.strip()
+    info = json.loads(k("pod", "inspect", "custom").stdout)
+    infra_id = info["InfraContainerID"]
+    assert k.inspect("custom-infra", "{{.Id}}") == infra_id
+    assert (info["InfraConfig"]["InfraImage"], info["InfraConfig"]["InfraCommand"], info["InfraConfig"]["InfraName"]) \
+        == ("busybox", ["sleep", "1000"], "custom-infra")
+    assert k.inspect("custom-infra", "{{.ImageName}}") == "localhost/busybox:latest"
+    assert k.inspect("custom-infra", "{{.IsInfra}}") == "true"
+    # members start the infra, which runs that command, and share its network namespace
+    k("run", "-d", "--pod", "custom", "--name", "srv", "busybox", "sh", "-c", HTTPD)
+    infra_pid = int(k.inspect("custom-infra", "{{.State.Pid}}"))
+    with open(f"/proc/{infra_pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sleep", b"1000"]
+    assert fetch(port) == "hello-custom\n"
+    srv_pid = int(k.inspect("srv", "{{.State.Pid}}"))
+    for kind in ("net", "ipc", "uts"):
+        assert os.readlink(f"/proc/{srv_pid}/ns/{kind}") == os.readlink(f"/proc/{infra_pid}/ns/{kind}")
+    p = k("run", "--rm", "--pod", "custom", "busybox", "wget", "-qO-", "http://127.0.0.1:80/")
+    assert p.stdout == "hello-custom\n"
+    assert k("ps", "--format", "{{.Names}} {{.IsInfra}}", "--filter", "pod=custom").stdout.split("\n")[:2] == \
+        ["srv false", "custom-infra true"]
+    # the default: kpod's pause image with catatonit -P, named <pod ID>-infra
+    k("pod", "create", "--name", "plain")
+    plain = json.loads(k("pod", "inspect", "plain").stdout)["InfraConfig"]
+    assert plain["InfraImage"].startswith("localhost/kpod-pause:") and plain["InfraCommand"] == ["/catatonit", "-P"]
+    assert plain["InfraName"].endswith("-infra")
+    # --infra-command alone keeps the pause image
+    k("pod", "create", "--name", "cmdonly", "--infra-command", "/catatonit -g -P")
+    k("pod", "start", "cmdonly")
+    cmdonly = json.loads(k("pod", "inspect", "cmdonly").stdout)["InfraContainerID"]
+    with open(f"/proc/{k.inspect(cmdonly, '{{.State.Pid}}')}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:3] == [b"/catatonit", b"-g", b"-P"]
+    # bad input: one error line, no pod, no container
+    before = sorted(k("ps", "-aq").stdout.split())
+    for args, message in ((["--infra-image", "nosuch-image"], "nosuch-image"),
+                          (["--infra=false", "--infra-image", "busybox"], "need an infra container"),
+                          (["--infra=false", "--infra-command", "sleep 1"], "need an infra container"),
+                          (["--infra-command", ""], "invalid --infra-command"),
+                          (["--infra-name", "bad/name"], "invalid --infra-name"),
+                          (["--infra-name", "srv"], "already in use")):
+        assert_one_error_line(k("pod", "create", "--name", "broken", *args, check=False), 125, message)
+        assert k("pod", "exists", "broken", check=False).returncode == 1
+    assert sorted(k("ps", "-aq").stdout.split()) == before
+    assert k("pod", "rm", "-f", "custom").stdout.strip() == pod_id
+    assert k("ps", "-aq", "--filter", "name=custom").stdout == ""
+
+
+def test_pod_shares_dev_shm(pods_rt):
+    k = pods_rt
+    k("pod", "create", "--name", "shm")
+    k("run", "-d", "--pod", "shm", "--name", "writer", "busybox", "sh", "-c",
+      "echo from-writer > /dev/shm/note; sleep 1000")
+    k.wait_for(lambda: k("exec", "writer", "cat", "/dev/shm/note", check=False).returncode == 0, what="the note")
+    # another member sees the file (the infra's /dev/shm, as podman mounts it into members)
+    assert k("run", "--rm", "--pod", "shm", "busybox", "cat", "/dev/shm/note").stdout == "from-writer\n"
+    k("run", "--rm", "--pod", "shm", "busybox", "sh", "-c", "echo back > /dev/shm/reply")
+    assert k("exec", "writer", "cat", "/dev/shm/reply").stdout == "back\n"
+    infra = json.loads(k("pod", "inspect", "shm").stdout)["InfraContainerID"]
+    infra_pid = k.inspect(infra, "{{.State.Pid}}")
+    assert sorted(os.listdir(f"/proc/{infra_pid}/root/dev/shm")) == ["note", "reply"]
+    # so does a container outside the pod that joins the infra's IPC namespace
+    assert k("run", "--rm", "--ipc", f"container:{infra}", "busybox", "cat", "/dev/shm/reply").stdout == "back\n"
+    # stopping the pod unmounts the infra's shm from the host
+    shm = os.path.join(k.runroot, "containers", infra, "shm")
+    assert shm in mounts_under(k.runroot)
+    k("pod", "stop", "-t", "0", "shm")
+    assert shm not in mounts_under(k.runroot)
+    k("pod", "start", "shm")
+    # a fresh one (as after podman's pod restart): the writer's new note, not the old reply
+    k.wait_for(lambda: k("exec", "writer", "cat", "/dev/shm/note", check=False).returncode == 0, what="the note")
+    assert k("exec", "writer", "ls", "/dev/shm").stdout == "note\n"
+    # a pod that does not share IPC keeps /dev/shm private
+    k("pod", "create", "--name", "noipc", "--share", "net,uts")
+    k("run", "-d", "--pod", "noipc", "--name", "w2", "busybox", "sh", "-c", "echo x > /dev/shm/note; sleep 1000")
+    k.wait_for(lambda: k("exec", "w2", "cat", "/dev/shm/note", check=False).returncode == 0, what="the note")
+    assert k("run", "--rm", "--pod", "noipc", "busybox", "ls", "/dev/shm").stdout == ""
+    k("pod", "rm", "-f", "shm", "noipc")
+    assert not mounts_under(k.runroot) and not mounts_under(k.graphroot)

@@ -608,7 +608,44 @@ def test_network_modes(rootfs, tmp_path):
     with pytest.raises(InvalidArgument):
         gen(rootfs, network="ns:/nonexistent/netns")
     with pytest.raises(InvalidArgument):
-        gen(rootfs, ipc="none")
+        gen(rootfs, pid="none")
+    with pytest.raises(InvalidArgument):
+        gen(rootfs, uts="shareable")
+
+
+def test_ipc_none_and_shareable(rootfs):
+    none = gen(rootfs, ipc="none")
+    assert ns_types(none)["ipc"] is None and mount_at(none, "/dev/shm") is None
+    assert mount_at(none, "/dev/mqueue")["type"] == "mqueue"
+    shareable = gen(rootfs, ipc="shareable")
+    assert ns_types(shareable)["ipc"] is None and mount_at(shareable, "/dev/shm")["type"] == "tmpfs"
+
+
+def test_parse_namespace_flag(tmp_path):
+    nsfile = tmp_path / "ipc"
+    nsfile.write_text("")
+    assert specgen.parse_namespace_flag("ipc", "shareable") == ("shareable", None)
+    assert specgen.parse_namespace_flag("pid", "host") == ("host", None)
+    assert specgen.parse_namespace_flag("uts", "container:web") == ("container:web", "web")
+    assert specgen.parse_namespace_flag("ipc", f"ns:{nsfile}") == (f"ns:{nsfile}", None)
+    for kind, value in (("pid", "none"), ("uts", "shareable"), ("ipc", "bogus"), ("ipc", ""),
+                        ("pid", "container:"), ("uts", "ns:/nonexistent/uts"), ("ipc", "ns:relative"),
+                        ("pid", str(nsfile))):
+        with pytest.raises(InvalidArgument, match=f"invalid --{kind}"):
+            specgen.parse_namespace_flag(kind, value)
+
+
+def test_check_cgroup_parent():
+    assert specgen.check_cgroup_parent("/kpodtest/sub") == "/kpodtest/sub"
+    for bad in ("relative", "/a/../b", "//a", "/", "/a b", ""):
+        with pytest.raises(InvalidArgument, match="cgroup-parent"):
+            specgen.check_cgroup_parent(bad)
+
+
+def test_uts_host_hostname(rootfs):
+    spec = gen(rootfs, uts="host", hostname=os.uname().nodename)
+    assert "uts" not in ns_types(spec) and "hostname" not in spec
+    assert f"HOSTNAME={os.uname().nodename}" in spec["process"]["env"]
 
 
 def test_ipc_host_binds_shm(rootfs):
