@@ -564,7 +564,8 @@ class ContainerManager:
                 c._lock_depth = 1  # we hold its lock
                 c._lock = lock
                 os.makedirs(c.static_dir, mode=0o700, exist_ok=True)
-                rootfs = c.mount()
+                # kept for run (its start uses it); a plain create only reads two files
+                rootfs = c.mount(read_only_use=not keep_mounted)
                 c.write_etc_files()
                 spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs)
                 _write_atomic(c.spec_template, json.dumps(spec), 0o600)
@@ -976,8 +977,10 @@ class Container:
             lock.release()
 
     # -- storage --------------------------------------------------------------------------
-    def mount(self) -> str:
-        """Mount the rootfs once for this container (idempotent; lock held)."""
+    def mount(self, read_only_use: bool = False) -> str:
+        """Mount the rootfs once for this container (idempotent; lock held).
+        *read_only_use*: the caller only reads through this mount and unmounts it again
+        (``create`` reading /etc/passwd): it is volatile, so its unmount syncs nothing."""
         storage = self.mgr.storage
         if self.row["mounted"]:
             mp = storage.storage_mounted(layer_id=self.layer_id)
@@ -986,7 +989,7 @@ class Container:
             self._update(mounted=0)  # recorded but gone (reboot): take a fresh reference
         # a --rm container's layer does not outlive it (podman does the same), nor does a
         # pod's infra hold anything worth a sync: volatile, no syncs
-        volatile = bool(self.config.get("rm") or self.config.get("is_infra"))
+        volatile = read_only_use or bool(self.config.get("rm") or self.config.get("is_infra"))
         path = storage.storage_mount(layer_id=self.layer_id, mount_label="", volatile=volatile)
         self._update(mounted=1, mount_point=path)
         return path
