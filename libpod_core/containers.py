@@ -190,6 +190,7 @@ class CreateOptions:
     publish_all: bool = False                 #: -P: the image's ExposedPorts on free host ports
     ip: str | None = None
     mac_address: str | None = None
+    network_aliases: list[str] = field(default_factory=list)  #: --network-alias (DNS names)
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_option: list[str] = field(default_factory=list)

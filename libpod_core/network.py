@@ -492,6 +492,9 @@ class NetworkProvider:
                 raise InvalidArgument(f"invalid --dns-option {o!r}")
         for h in opts.add_host or []:
             parse_add_host(h)
+        for a in opts.network_aliases or []:
+            if not HOSTNAME_RE.match(a):
+                raise InvalidArgument(f"invalid --network-alias {a!r}: not a host name")
         if opts.no_hosts and opts.add_host:
             raise InvalidArgument("--no-hosts and --add-host cannot be set together")
         if opts.mac_address and not MAC_RE.match(opts.mac_address):
@@ -537,6 +540,8 @@ class NetworkProvider:
                                       "publishing needs bridge networking")
             if opts.ip or opts.mac_address:
                 raise InvalidArgument(f"--ip and --mac-address need bridge networking, not --network {mode.split(':')[0]}")
+            if opts.network_aliases:
+                raise InvalidArgument(f"--network-alias needs bridge networking, not --network {mode.split(':')[0]}")
             opts.publish_all = False
             return mode
         if mode == "private":
@@ -569,6 +574,9 @@ class NetworkProvider:
                 networks[name]["ip"] = str(ip)
             if opts.mac_address:
                 networks[name]["mac"] = opts.mac_address.lower()
+        for name, o in networks.items():
+            if opts.network_aliases:  # podman: the aliases apply on every network given
+                o["aliases"] = list(dict.fromkeys([*(o.get("aliases") or []), *opts.network_aliases]))
         opts.networks = networks
         self._check_duplicates(opts.ports)
         return "bridge"
@@ -634,6 +642,8 @@ class NetworkProvider:
             if opts.ip or opts.mac_address:
                 raise InvalidArgument("--ip and --mac-address must be set when the pod is created: the container "
                                       "shares the pod's network namespace")
+            if opts.network_aliases:
+                raise InvalidArgument("--network-alias cannot be set: the container shares the pod's network namespace")
             return infra
         return mode
 
@@ -805,8 +815,8 @@ class NetworkProvider:
         networks = {n: dict(o or {}) for n, o in (c.config.get("networks") or {}).items()}
         if not networks:
             networks = {self.config.default_network: {}}
-        for name, o in networks.items():
-            o.setdefault("aliases", [c.short_id])
+        for name, o in networks.items():  # the short ID, then --network-alias names
+            o["aliases"] = list(dict.fromkeys([c.short_id, *(o.get("aliases") or [])]))
         ports = [dict(p) for p in c.config.get("ports") or []]
         hook = self.hook
         name = self.netns_name(c)
@@ -1091,7 +1101,7 @@ class NetworkProvider:
                           "GlobalIPv6Address": one["ip6"], "GlobalIPv6PrefixLen": one["prefixlen6"],
                           "MacAddress": one["mac"], "NetworkID": name, "DriverOpts": None,
                           "IPAMConfig": ({"IPv4Address": o["ip"]} if o.get("ip") else None), "Links": None,
-                          "Aliases": list(o.get("aliases") or [c.short_id])}
+                          "Aliases": list(dict.fromkeys([c.short_id, *(o.get("aliases") or [])]))}
         ns["Networks"] = nets
         hc = data.setdefault("HostConfig", {})
         hc["PortBindings"] = port_bindings(c.config.get("ports") or [])

@@ -201,3 +201,25 @@ def test_disable_dns_and_internal(dns):
     assert not dnsmasq_pids(k.kpod.runroot)
     assert k("network", "rm", "idns", "nodns").stdout == "idns\nnodns\n"
     assert not dns_rules(ibridge)
+
+
+def test_network_alias(dns):
+    k = dns
+    k.network("aliasnet")
+    k("run", "-d", "--name", "db", "--network", "aliasnet", "--network-alias", "database",
+      "--network-alias", "pg", "busybox", "sleep", "300")
+    ip = k.ctr.inspect("db", "{{.NetworkSettings.IPAddress}}")
+    short = k.ctr.inspect("db", "{{.Id}}")[:12]
+    aliases = json.loads(k.ctr.inspect("db", "{{json .NetworkSettings.Networks}}"))["aliasnet"]["Aliases"]
+    assert aliases == [short, "database", "pg"]
+    p = k("run", "--rm", "--network", "aliasnet", "busybox", "sh", "-c", "nslookup database; nslookup pg")
+    assert p.stdout.count(f"Address: {ip}") == 2, p.stdout
+    # bad input: one error line, nothing created
+    before = k("ps", "-aq").stdout
+    for args, msg in ((["--network", "aliasnet", "--network-alias", "bad name!"], "invalid --network-alias"),
+                      (["--network", "none", "--network-alias", "x"], "needs bridge networking")):
+        p = k("create", *args, "busybox", "true", check=False)
+        assert p.returncode == 125 and p.stderr.startswith("Error: ") and msg in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert k("ps", "-aq").stdout == before
+    k("rm", "-f", "db")
