@@ -112,6 +112,9 @@ class SafeRoot:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
         self.use_openat2 = have_openat2() if use_openat2 is None else use_openat2
+        #: the kernel's file systems inside a running container's root (its /proc, /sys):
+        #: nothing is written there, and a tree copied out of the root skips their contents
+        self.no_write_devs: set[int] = set()
         self.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (RESOLVE_NO_XDEV if same_mount else 0)
 
     def close(self) -> None:
@@ -191,9 +194,13 @@ class SafeRoot:
         path = clean(path)
         head, name = posixpath.split(path)
         fd = self.open_path(head, follow=True)
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
             os.close(fd)
             raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), head)
+        if st.st_dev in self.no_write_devs:
+            os.close(fd)
+            raise CopyError(f'"{head}" is on the container\'s /proc or /sys: kpod cp does not write there')
         return fd, name
 
     def ensure_dir(self, path: str, mode: int = 0o755, _hops: int = 0) -> int:
@@ -209,9 +216,13 @@ class SafeRoot:
             except FileNotFoundError:
                 fd = -1
             if fd >= 0:
-                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                st = os.fstat(fd)
+                if not stat.S_ISDIR(st.st_mode):
                     os.close(fd)
                     raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+                if st.st_dev in self.no_write_devs:
+                    os.close(fd)
+                    raise CopyError(f'"{path}" is on the container\'s /proc or /sys: kpod cp does not write there')
                 return fd
             head, name = posixpath.split(path)
             pfd = self.ensure_dir(head, mode, _hops)
@@ -364,8 +375,12 @@ def write_tar(out: IO[bytes], root: SafeRoot, path: str, arcname: str | None, *,
                     if exc.errno == errno.ELOOP:
                         continue  # swapped for a symlink meanwhile: not followed
                     raise
-                tf.addfile(_tarinfo(arc, os.fstat(sub), chown=chown))
+                sst = os.fstat(sub)
+                tf.addfile(_tarinfo(arc, sst, chown=chown))
                 count += 1
+                if sst.st_dev in root.no_write_devs:
+                    os.close(sub)  # a running container's /proc, /sys: the directory, not the kernel's files
+                    continue
                 stack.append((sub, arc + "/", sorted(os.listdir(sub), reverse=True)))
                 continue
             if stat.S_ISREG(m):
@@ -585,6 +600,38 @@ def mounted_rootfs(c) -> Iterator[str]:
             pass  # removed meanwhile: its removal unmounted everything
 
 
+def live_root(c) -> SafeRoot | None:
+    """A running (or paused) container's own root, ``/proc/PID/root``: the view of its
+    mount namespace, with the tmpfs, volume and bind mounts its processes see (a copy into
+    the storage mount would land underneath them). Lookups may cross those mounts, and are
+    still confined to the root. None when the container has no live process."""
+    if c.state() not in ("running", "paused"):
+        return None
+    pid = c.row["pid"]
+    if not pid:
+        return None
+    try:
+        root = SafeRoot(f"/proc/{pid}/root", same_mount=False)
+    except OSError:  # exited meanwhile
+        return None
+    # the PID must still be the container's (not reused): its cgroup names the container
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            mine = c.id in f.read()
+    except OSError:
+        mine = False
+    if not mine or c.state() not in ("running", "paused"):
+        root.close()
+        return None
+    # its procfs and sysfs are the kernel's: a copy never writes there
+    for kernel_fs in ("proc", "sys"):
+        try:
+            root.no_write_devs.add(root.lstat(f"/{kernel_fs}", follow=False).st_dev)
+        except OSError:
+            pass
+    return root
+
+
 def parse_location(arg: str) -> tuple[str | None, str]:
     """``CONTAINER:PATH`` -> (container, path); a host path or ``-`` -> (None, arg).
     Arguments starting with / or . are host paths (a colon may be part of them)."""
@@ -662,9 +709,16 @@ def copy(rt, src: str, dst: str, *, archive: bool = True, overwrite: bool = Fals
         host = stack.enter_context(SafeRoot("/", same_mount=False))
         roots: dict[str, tuple[SafeRoot, str]] = {}
         for name, c in ctrs.items():
-            if c.id not in roots:
-                path = stack.enter_context(mounted_rootfs(c))
-                roots[c.id] = (stack.enter_context(SafeRoot(path)), path)
+            if c.id in roots:
+                continue
+            live = live_root(c)
+            if live is not None:
+                # what the container itself sees: its tmpfs and volume mounts included
+                root = stack.enter_context(live)
+                roots[c.id] = (root, root.path)
+                continue
+            path = stack.enter_context(mounted_rootfs(c))
+            roots[c.id] = (stack.enter_context(SafeRoot(path)), path)
 
         def end(ctr_name: str | None, path: str) -> _End:
             if ctr_name is None:

@@ -330,6 +330,39 @@ def test_cp(ctr_drv, tmp_path):
 # mount / umount
 # ---------------------------------------------------------------------------------------
 
+def test_cp_running_container_uses_its_own_view(ctr, tmp_path):
+    """A running container's tmpfs and volume mounts are what cp reads and writes (not the
+    layer underneath); its /proc and /sys are never written; symlinks stay inside."""
+    k = ctr
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    host = _canaries(tmp_path)
+    before = _snapshot(host)
+    k("run", "-d", "--name", "live", "--tmpfs", "/scratch", "-v", f"{vol}:/vol", "busybox", "sleep", "300")
+    src = tmp_path / "f.txt"
+    src.write_text("copied\n")
+    k("cp", str(src), "live:/scratch/")
+    assert k("exec", "live", "cat", "/scratch/f.txt").stdout == "copied\n"
+    k("cp", str(src), "live:/vol/g.txt")
+    assert (vol / "g.txt").read_text() == "copied\n"
+    k("exec", "live", "sh", "-c", "echo made inside > /scratch/h.txt; ln -s /proc /scratch/p; ln -s / /scratch/up")
+    k("cp", "live:/scratch/h.txt", str(tmp_path / "h.txt"))
+    assert (tmp_path / "h.txt").read_text() == "made inside\n"
+    for dest in ("live:/proc/x", "live:/sys/kernel/", "live:/scratch/p/x"):
+        assert_one_error_line(k("cp", str(src), dest, check=False), 125, "/proc or /sys")
+    # a symlink to / is the container's /, not the host's
+    k("cp", str(src), "live:/scratch/up/tmp/")
+    assert k("exec", "live", "cat", "/tmp/f.txt").stdout == "copied\n"
+    assert _snapshot(host) == before
+    # stopped: the tmpfs is gone, the copy lands in the container's own layer
+    k("stop", "-t", "0", "live")
+    k("cp", str(src), "live:/scratch/after.txt")
+    k("start", "live")
+    # a fresh tmpfs: the first run's files are gone; the layer's (copied up, tmpcopyup) are there
+    assert k("exec", "live", "ls", "/scratch").stdout == "after.txt\n"
+    k("rm", "-f", "live")
+
+
 def test_mount_umount(ctr):
     k = ctr
     cid = k("create", "--name", "m", "busybox").stdout.strip()
