@@ -123,18 +123,23 @@ def push(state, image, destination, authfile, creds, tls_verify, cert_dir, fmt, 
 @click.option("--get-login", is_flag=True, help="Print the user name stored for the registry")
 @click.pass_obj
 def login(state, registry, username, password, password_stdin, authfile, tls_verify, cert_dir, get_login):
-    """Log in to a registry: check the credentials, then store them in auth.json."""
+    """Log in to a registry: check the credentials, then store them in auth.json, or in the
+    credential helper that auth.json names for the registry (credHelpers, else credsStore)."""
     from ..registry import auth
     from ..registry.client import login as do_login
 
     if not registry:
         raise click.UsageError("a registry is required")
     if get_login:
-        creds = auth.get_credentials(registry, authfile)
-        if creds is None:
+        creds = auth.get_credentials(auth.validate_key(registry), authfile)
+        if creds is None or not creds.username:  # an identity token has no user name (podman)
             raise InvalidArgument(f"not logged into {registry}")
         click.echo(creds.username)
         return
+    # a helper that is missing fails now: before asking for a password or the registry
+    helper, _ = auth.store_helper(registry, authfile)
+    if helper is not None:
+        auth.find_helper(helper)
     if password_stdin:
         if password:
             raise click.UsageError("--password and --password-stdin are mutually exclusive")
@@ -155,7 +160,8 @@ def login(state, registry, username, password, password_stdin, authfile, tls_ver
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove the credentials of every registry")
 @click.option("--authfile", metavar="PATH", help="Authentication file to change")
 def logout(registry, all_, authfile):
-    """Remove stored credentials of a registry (or all of them)."""
+    """Remove stored credentials of a registry (or all of them), from auth.json and from the
+    credential helpers it names."""
     from ..registry import auth
 
     if all_:

@@ -14,6 +14,30 @@ key wins (``reg/ns/user/image``, ``reg/ns/user``, ``reg/ns``, ``reg``). Keys wri
 ``user:password``, and optionally ``identitytoken`` (an OAuth2 refresh token).
 
 Writes go to the read/write file only, atomically (temporary file + rename), mode 0600.
+
+Credential helpers (containers/image's pkg/docker/config, plus Docker's ``credsStore``)
+--------------------------------------------------------------------------------------
+A file may name helpers: ``"credHelpers": {"REGISTRY": "NAME"}`` and ``"credsStore": "NAME"``.
+Helper ``NAME`` is the program ``docker-credential-NAME`` on ``$PATH``, spoken to with the
+docker-credential-helpers protocol: ``get`` (server on stdin, JSON ``{"ServerURL", "Username",
+"Secret"}`` on stdout; "credentials not found" means none), ``store`` (that JSON on stdin),
+``erase`` (server on stdin), ``list`` (JSON ``{server: username}``). The server is always the
+registry ``host[:port]``: helpers do not hold namespaced keys.
+
+Lookup, for each file in the order above (as containers/image's ``findCredentialsInFile``):
+a ``credHelpers`` entry for the registry sends the lookup to that helper, and the file's
+``auths`` are then not consulted for this registry (helper found nothing: next file); else
+the ``auths`` keys, most specific first. When no file answered, the first ``credsStore``
+found in the files is asked (Docker's default store; containers/image ignores
+``credsStore``, kpod honours it after ``auths`` so that an explicit entry still wins).
+A helper answering user name ``<token>`` gives an identity token (used as an OAuth2 refresh
+token at the bearer-token realm, never sent as a basic-auth user name).
+
+Writes (login/logout) look only at the read/write file's helpers: its ``credHelpers`` entry
+for the registry, else its ``credsStore`` (then a Docker-style empty ``auths`` entry
+records the login). A missing, failing, hanging (:data:`HELPER_TIMEOUT`) or garbling helper
+is a :class:`CredentialHelperError` naming the helper; the file is then left as it was.
+Secrets never appear in messages.
 """
 
 from __future__ import annotations
@@ -22,11 +46,15 @@ import base64
 import binascii
 import json
 import os
+import re
+import shutil
+import signal
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import ConfigError, InvalidArgument, NotFound
+from ..errors import ConfigError, InvalidArgument, KpodError, NotFound
 
 __all__ = [
     "Credentials",
@@ -42,6 +70,14 @@ __all__ = [
     "remove_all_credentials",
     "list_credentials",
     "parse_creds",
+    "CredentialHelperError",
+    "HELPER_TIMEOUT",
+    "helper_get",
+    "helper_store",
+    "helper_erase",
+    "helper_list",
+    "find_helper",
+    "store_helper",
 ]
 
 DOCKER_HUB = "docker.io"
@@ -190,6 +226,186 @@ def lookup_keys(image_or_registry: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------
+# Credential helpers (docker-credential-helpers protocol)
+
+#: seconds a helper may take for one action before it is killed
+HELPER_TIMEOUT = 30.0
+#: the answer that means "no credentials" (docker-credential-helpers' errCredentialsNotFound)
+NOT_FOUND_MESSAGE = "credentials not found in native keychain"
+TOKEN_USERNAME = "<token>"
+_HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_MAX_HELPER_OUTPUT = 1 << 20
+
+
+class CredentialHelperError(KpodError):
+    """A credential helper is missing, failed, timed out or answered garbage."""
+
+
+def _prog(name: str) -> str:
+    return f"docker-credential-{name}"
+
+
+def find_helper(name: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """The path of helper *name* (``docker-credential-NAME`` on ``$PATH``)."""
+    env = _env(environ)
+    if not isinstance(name, str) or not _HELPER_NAME.match(name):
+        raise CredentialHelperError(f"invalid credential helper name {name!r}")
+    path = shutil.which(_prog(name), path=env.get("PATH", os.defpath))
+    if path is None:
+        raise CredentialHelperError(f"credential helper {_prog(name)} not found in $PATH")
+    return path
+
+
+def _not_found(text: str) -> bool:
+    return "credentials not found" in text.lower()
+
+
+def _clean(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """One short line of a helper's complaint, with any secret blanked out."""
+    for sec in secrets:
+        if sec:
+            text = text.replace(sec, "***")
+    line = " ".join(text.split())
+    return line[:200] + ("..." if len(line) > 200 else "")
+
+
+def _run_helper(name: str, action: str, data: bytes,
+                environ: Mapping[str, str] | None) -> tuple[int, str, str]:
+    """Run ``docker-credential-NAME ACTION`` with *data* on stdin: (exit code, stdout, stderr).
+
+    The helper runs in its own session so that a timeout kills it and its children."""
+    path = find_helper(name, environ=environ)
+    try:
+        proc = subprocess.Popen([path, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=dict(_env(environ)), start_new_session=True,
+                                close_fds=True)
+    except OSError as exc:
+        raise CredentialHelperError(f"credential helper {_prog(name)}: cannot run it: {exc.strerror or exc}") from None
+    try:
+        out, err = proc.communicate(data, timeout=HELPER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        proc.communicate()
+        raise CredentialHelperError(
+            f"credential helper {_prog(name)}: {action} timed out after {HELPER_TIMEOUT:g}s") from None
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        raise
+    return (proc.returncode, out[:_MAX_HELPER_OUTPUT].decode("utf-8", "replace"),
+            err[:_MAX_HELPER_OUTPUT].decode("utf-8", "replace"))
+
+
+def _failed(name: str, action: str, server: str | None, rc: int, out: str, err: str,
+            secrets: tuple[str, ...] = ()) -> CredentialHelperError:
+    what = f"{action} for {server}" if server else action
+    how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+    detail = _clean(out.strip() or err.strip(), secrets)
+    return CredentialHelperError(f"credential helper {_prog(name)}: {what} failed ({how})"
+                                 + (f": {detail}" if detail else ""))
+
+
+def helper_get(name: str, server: str, *, environ: Mapping[str, str] | None = None,
+               key: str = "") -> Credentials | None:
+    """Ask helper *name* for *server*'s credentials; None when it has none."""
+    rc, out, err = _run_helper(name, "get", server.encode(), environ)
+    if rc != 0:
+        if _not_found(out) or _not_found(err):
+            return None
+        raise _failed(name, "get", server, rc, out, err)
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        doc = None
+    # never quote the answer: it may hold the secret
+    if not isinstance(doc, dict) or not isinstance(doc.get("Username", ""), str) \
+            or not isinstance(doc.get("Secret", ""), str):
+        raise CredentialHelperError(f"credential helper {_prog(name)}: get for {server}: invalid JSON answer "
+                                    '(expected {"ServerURL", "Username", "Secret"})')
+    user, secret = doc.get("Username") or "", doc.get("Secret") or ""
+    source = f"credential helper {_prog(name)}"
+    if user == TOKEN_USERNAME:
+        return Credentials("", "", secret or None, source, key or server) if secret else None
+    if not user and not secret:
+        return None
+    return Credentials(user, secret, None, source, key or server)
+
+
+def helper_store(name: str, server: str, username: str, secret: str, *,
+                 environ: Mapping[str, str] | None = None) -> None:
+    data = json.dumps({"ServerURL": server, "Username": username, "Secret": secret}).encode()
+    rc, out, err = _run_helper(name, "store", data, environ)
+    if rc != 0:
+        raise _failed(name, "store", server, rc, out, err, (secret,))
+
+
+def helper_erase(name: str, server: str, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Erase *server* from helper *name*; False if it held nothing for it."""
+    rc, out, err = _run_helper(name, "erase", server.encode(), environ)
+    if rc != 0:
+        if _not_found(out) or _not_found(err):
+            return False
+        raise _failed(name, "erase", server, rc, out, err)
+    return True
+
+
+def helper_list(name: str, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{server: username}`` of everything helper *name* holds."""
+    rc, out, err = _run_helper(name, "list", b"", environ)
+    if rc != 0:
+        raise _failed(name, "list", None, rc, out, err)
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in doc.items()):
+        raise CredentialHelperError(f"credential helper {_prog(name)}: list: invalid JSON answer (expected an object)")
+    return doc
+
+
+def _cred_helpers(f: "AuthFile", data: Mapping[str, Any]) -> dict[str, str]:
+    """A file's validated ``credHelpers`` (``{}`` for the legacy format)."""
+    if f.legacy:
+        return {}
+    ch = data.get("credHelpers")
+    if ch is None:
+        return {}
+    if not isinstance(ch, dict):
+        raise ConfigError(f'auth file {f.path}: "credHelpers" must be a JSON object')
+    for k, v in ch.items():
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f'auth file {f.path}: "credHelpers" entry "{k}" must be a non-empty string')
+    return ch
+
+
+def _creds_store(f: "AuthFile", data: Mapping[str, Any]) -> str | None:
+    if f.legacy:
+        return None
+    cs = data.get("credsStore")
+    if cs is None or cs == "":
+        return None
+    if not isinstance(cs, str):
+        raise ConfigError(f'auth file {f.path}: "credsStore" must be a string')
+    return cs
+
+
+def _helper_for(helpers: Mapping[str, str], registry: str) -> str | None:
+    """The helper a ``credHelpers`` map names for *registry* (exact key first)."""
+    if registry in helpers:
+        return helpers[registry]
+    for k in sorted(helpers):
+        if "/" not in normalize_key(k) and normalize_key(k) == registry:
+            return helpers[k]
+    return None
+
+
+# ------------------------------------------------------------------------------------------
 # Reading
 
 
@@ -258,9 +474,20 @@ def get_credentials(
         user, password = parse_creds(creds)
         return Credentials(user, password or "", None, "--creds", "")
     wanted = lookup_keys(image_or_registry)
+    registry = wanted[-1]
+    default_store: str | None = None
     for f in auth_files(authfile, environ=environ):
         data = _read_file(f)
         if not data:
+            continue
+        if default_store is None:
+            default_store = _creds_store(f, data)
+        helper = _helper_for(_cred_helpers(f, data), registry)
+        if helper is not None:
+            # containers/image: the helper answers for this file; nothing there: next file
+            c = helper_get(helper, registry, environ=environ)
+            if c is not None:
+                return c
             continue
         auths = data.get("auths") or {}
         by_norm: dict[str, list[str]] = {}
@@ -276,11 +503,14 @@ def get_credentials(
                 c = _decode_entry(f.path, k, auths[k])
                 if c is not None:
                     return c
+    if default_store is not None:
+        return helper_get(default_store, registry, environ=environ)
     return None
 
 
 def list_credentials(authfile: str | None = None, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``{key: username}`` for every entry of every file (the first file wins for a key)."""
+    """``{key: username}`` for every ``auths`` entry of every file (the first file wins for
+    a key). Credential helpers are not run: use :func:`helper_list` for those."""
     out: dict[str, str] = {}
     for f in auth_files(authfile, environ=environ):
         data = _read_file(f)
@@ -323,6 +553,27 @@ def _load_writable(path: str) -> dict[str, Any]:
     return data
 
 
+def store_helper(key: str, authfile: str | None = None, *,
+                 environ: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
+    """Where ``login`` stores *key*: ``(helper name, from credsStore)``, or ``(None, False)``
+    for the read/write file itself. Only the read/write file's helpers count (as podman)."""
+    key = validate_key(key)
+    path = write_path(authfile, environ=environ)
+    data = _read_file(AuthFile(path, True)) or {}
+    f = AuthFile(path, True)
+    host, slash, _ = key.partition("/")
+    helper = _helper_for(_cred_helpers(f, data), host)
+    if helper is not None:
+        if slash:
+            raise InvalidArgument(f"namespaced key {key!r} is not supported for credential helper "
+                                  f"{_prog(helper)} (credHelpers in {path}): log into {host}")
+        return helper, False
+    store = _creds_store(f, data)
+    if store is not None and not slash:
+        return store, True
+    return None, False
+
+
 def set_credentials(
     key: str,
     username: str,
@@ -331,13 +582,28 @@ def set_credentials(
     *,
     environ: Mapping[str, str] | None = None,
 ) -> str:
-    """Store credentials for *key* (``host[:port][/repo...]``); returns the file written."""
+    """Store credentials for *key* (``host[:port][/repo...]``); returns the file written, or
+    ``credential helper: NAME`` when a helper took them."""
     key = validate_key(key)
     if not username:
         raise InvalidArgument("username must not be empty")
     if ":" in username:
         raise InvalidArgument("username must not contain a colon")
     path = write_path(authfile, environ=environ)
+    helper, default_store = store_helper(key, authfile, environ=environ)
+    if helper is not None:
+        helper_store(helper, key, username, password, environ=environ)
+        if not default_store:
+            return f"credential helper: {_prog(helper)}"
+        # credsStore: drop any stale auths entry that would shadow the helper, and leave an
+        # empty one as Docker does, so that ``logout --all`` knows what to erase
+        data = _load_writable(path)
+        auths = data["auths"]
+        for k in [k for k in auths if normalize_key(k) == key]:
+            del auths[k]
+        auths[key] = {}
+        _atomic_write_json(path, data)
+        return f"credential helper: {_prog(helper)}"
     data = _load_writable(path)
     auths = data["auths"]
     # drop Docker-style aliases of the same key so the new entry is the one used
@@ -354,33 +620,57 @@ def remove_credentials(
     *,
     environ: Mapping[str, str] | None = None,
 ) -> str:
-    """Remove the entry for *key* from the read/write file; NotFound if there is none."""
+    """Remove *key*'s credentials: from the read/write file's helper for the registry (its
+    ``credHelpers`` entry, else its ``credsStore``) and its ``auths``. NotFound if neither
+    held any. Helpers are asked first; if one fails, the file is left as it was."""
     key = validate_key(key)
     path = write_path(authfile, environ=environ)
-    data = _read_file(AuthFile(path, True)) or {}
+    f = AuthFile(path, True)
+    data = _read_file(f) or {}
+    logged_in = False
+    host, slash, _ = key.partition("/")
+    helper = _helper_for(_cred_helpers(f, data), host)
+    if helper is None:
+        helper = _creds_store(f, data)
+    if helper is not None and not slash:  # helpers hold registries, never namespaced keys
+        logged_in = helper_erase(helper, key, environ=environ)
     auths = data.get("auths") or {}
     matches = [k for k in auths if normalize_key(k) == key]
-    if not matches:
+    if not matches and not logged_in:
         # podman says where the credentials do come from, if they exist elsewhere
-        for f in auth_files(authfile, environ=environ)[1:]:
-            other = _read_file(f) or {}
-            if any(normalize_key(k) == key for k in (other.get("auths") or {})):
-                raise NotFound(f"not logged in via auth file {path}, but via {f.path}: remove the entry there")
+        for other_f in auth_files(authfile, environ=environ)[1:]:
+            other = _read_file(other_f) or {}
+            if any(normalize_key(k) == key for k in (other.get("auths") or {})) \
+                    or _helper_for(_cred_helpers(other_f, other), host) is not None:
+                raise NotFound(f"not logged in via auth file {path}, but via {other_f.path}: remove the entry there")
         raise NotFound(f"not logged into {key}")
-    for k in matches:
-        del auths[k]
-    data["auths"] = auths
-    _atomic_write_json(path, data)
+    if matches:
+        for k in matches:
+            del auths[k]
+        data["auths"] = auths
+        _atomic_write_json(path, data)
     return path
 
 
 def remove_all_credentials(authfile: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
-    """``logout --all``: empty the read/write file's ``auths``."""
+    """``logout --all``, as podman: erase every registry named in the read/write file's
+    ``credHelpers`` from its helper, then empty the file's ``auths`` and ``credHelpers``.
+    With a ``credsStore``, the registries recorded in ``auths`` are erased from it (the
+    setting itself stays). A failing helper stops everything before the file is written."""
     path = write_path(authfile, environ=environ)
-    data = _read_file(AuthFile(path, True))
+    f = AuthFile(path, True)
+    data = _read_file(f)
     if data is None:
         return path
+    for registry, helper in sorted(_cred_helpers(f, data).items()):
+        helper_erase(helper, registry, environ=environ)
+    store = _creds_store(f, data)
+    if store is not None:
+        for k in sorted({normalize_key(k) for k in (data.get("auths") or {})}):
+            if "/" not in k:
+                helper_erase(store, k, environ=environ)
     data["auths"] = {}
+    data.pop("credHelpers", None)
     _atomic_write_json(path, data)
     return path
 

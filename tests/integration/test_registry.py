@@ -1119,3 +1119,161 @@ def test_blob_redirect_drops_authorization(layout, tmp_path):
                 client.close()
     assert seen["storage"] and all("Authorization" not in h for h in seen["storage"])
     assert any("Authorization" in h for h in seen["registry"])
+
+
+# ------------------------------------------------------------------------------------------
+# credential helpers (credHelpers / credsStore): a fake docker-credential-kpodtest first on PATH
+
+
+@pytest.fixture
+def cred_helper(tmp_path, monkeypatch):
+    from tests.helpers_credhelpers import FakeHelper
+
+    h = FakeHelper(tmp_path / "credhelper")
+    monkeypatch.setenv("PATH", h.env_path)
+    return h
+
+
+@pytest.fixture
+def basic_reg(work, layout, tmp_path):
+    """An htpasswd-protected registry holding private/busybox:v1 (alice / s3cret)."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"alice:{bcrypt_hash('s3cret')}\n")
+    auth = {"htpasswd": {"realm": "kpod-test", "path": str(htpasswd)}}
+    with registry(str(tmp_path / "basic-reg"), auth=auth) as r:
+        push_layout(layout, f"{r.addr}/private/busybox:v1", "--dest-creds", "alice:s3cret")
+        yield r
+
+
+def test_pull_with_credentials_only_the_helper_knows(basic_reg, cred_helper, layout, tmp_path):
+    r = basic_reg
+    from tests.helpers_credhelpers import NAME
+
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"credHelpers": {r.addr: NAME}}))
+    ref = T.parse_reference(f"//{r.addr}/private/busybox:v1")
+    ctx = ctx_for(tmp_path, tls_verify=False, authfile=str(authfile))
+    with ref.new_source(ctx) as src, pytest.raises(AuthenticationError):
+        src.get_manifest()  # the helper has nothing yet: anonymous, refused
+    cred_helper.put(r.addr, "alice", "s3cret")
+    with ref.new_source(ctx) as src:
+        assert src.get_manifest()[0] == layout["manifest"]
+        assert fetch_verified(src, layout["cdesc"]) == layout["config"]
+    assert f"get {r.addr}" in cred_helper.calls()
+    # library login stores through the helper: the file keeps no secret
+    cred_helper.put(r.addr, "alice", "stale")
+    assert login(r.addr, "alice", "s3cret", ctx) == "credential helper: docker-credential-kpodtest"
+    assert cred_helper.store()[r.addr] == ["alice", "s3cret"]
+    assert "s3cret" not in authfile.read_text()
+
+
+def _kpod_env(cred_helper, tmp_path):
+    return {"PATH": cred_helper.env_path, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+
+
+def test_kpod_login_pull_logout_through_helper(kpod, basic_reg, cred_helper, tmp_path):
+    from conftest import assert_one_error_line
+    from tests.helpers_credhelpers import NAME
+
+    r = basic_reg
+    env = _kpod_env(cred_helper, tmp_path)
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"credHelpers": {r.addr: NAME}}))
+    af = ["--authfile", str(authfile)]
+    img = f"{r.addr}/private/busybox:v1"
+    assert_one_error_line(kpod("pull", "-q", "--tls-verify=false", *af, img, env=env, check=False), 125)
+    # a refused login stores nothing
+    proc = kpod("login", *af, "--tls-verify=false", "-u", "alice", "--password-stdin", r.addr,
+                input="wrong\n", env=env, check=False)
+    assert_one_error_line(proc, 125, "invalid username/password")
+    assert cred_helper.store() == {}
+    out = kpod("login", *af, "--tls-verify=false", "-u", "alice", "--password-stdin", r.addr,
+               input="s3cret\n", env=env)
+    assert "Login Succeeded" in out.stdout and "s3cret" not in out.stdout + out.stderr
+    assert cred_helper.store() == {r.addr: ["alice", "s3cret"]}
+    assert json.loads(authfile.read_text()) == {"credHelpers": {r.addr: NAME}}
+    assert kpod("login", *af, "--get-login", r.addr, env=env).stdout.strip() == "alice"
+    kpod("pull", "-q", "--tls-verify=false", *af, img, env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    out = kpod("logout", *af, r.addr, env=env)
+    assert f"Removed login credentials for {r.addr}" in out.stdout
+    assert cred_helper.store() == {}
+    assert_one_error_line(kpod("logout", *af, r.addr, env=env, check=False), 125, "not logged into")
+    assert_one_error_line(kpod("login", *af, "--get-login", r.addr, env=env, check=False), 125, "not logged into")
+    assert_one_error_line(kpod("pull", "-q", "--tls-verify=false", *af, img, env=env, check=False), 125)
+    # logout --all erases every credHelpers registry and empties the file, as podman
+    cred_helper.put(r.addr, "alice", "s3cret")
+    kpod("logout", *af, "--all", env=env)
+    assert cred_helper.store() == {}
+    assert json.loads(authfile.read_text()) == {"auths": {}}
+
+
+def test_kpod_pull_with_docker_config_credhelpers_and_credsstore(kpod, basic_reg, cred_helper, tmp_path):
+    """No --authfile: credHelpers in ~/.docker/config.json, then credsStore as the default."""
+    from tests.helpers_credhelpers import NAME
+
+    r = basic_reg
+    env = _kpod_env(cred_helper, tmp_path)
+    docker = os.path.join(kpod.env["HOME"], ".docker", "config.json")
+    os.makedirs(os.path.dirname(docker), exist_ok=True)
+    cred_helper.put(r.addr, "alice", "s3cret")
+    img = f"{r.addr}/private/busybox:v1"
+    for cfg in ({"credHelpers": {r.addr: NAME}}, {"credsStore": NAME}):
+        with open(docker, "w") as f:
+            json.dump(cfg, f)
+        kpod("pull", "-q", "--tls-verify=false", img, env=env)
+        kpod("rmi", "-a", "-f", env=env)
+    assert cred_helper.calls().count(f"get {r.addr}") == 2
+
+
+def test_kpod_credsstore_login_logout(kpod, basic_reg, cred_helper, tmp_path):
+    from tests.helpers_credhelpers import NAME
+
+    r = basic_reg
+    env = _kpod_env(cred_helper, tmp_path)
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"credsStore": NAME}))
+    af = ["--authfile", str(authfile)]
+    kpod("login", *af, "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr, env=env)
+    assert cred_helper.store() == {r.addr: ["alice", "s3cret"]}
+    assert json.loads(authfile.read_text()) == {"credsStore": NAME, "auths": {r.addr: {}}}
+    kpod("pull", "-q", "--tls-verify=false", *af, f"{r.addr}/private/busybox:v1", env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    kpod("logout", *af, "--all", env=env)
+    assert cred_helper.store() == {}
+
+
+@pytest.mark.parametrize("mode", ["missing", "crash", "garbage"])
+def test_kpod_helper_failures_are_one_clear_error(kpod, basic_reg, cred_helper, tmp_path, mode):
+    from conftest import assert_one_error_line
+    from tests.helpers_credhelpers import NAME
+
+    r = basic_reg
+    env = _kpod_env(cred_helper, tmp_path)
+    name = "kpodmissing" if mode == "missing" else NAME
+    authfile = tmp_path / "auth.json"
+    content = json.dumps({"credHelpers": {r.addr: name}, "auths": {"other.example": {"auth": "eDp5"}}})
+    authfile.write_text(content)
+    af = ["--authfile", str(authfile)]
+    cred_helper.put(r.addr, "alice", "s3cret")
+    if mode != "missing":
+        cred_helper.set_mode(mode)
+    prog = f"docker-credential-{name}"
+    cases = [
+        ("pull", "-q", "--tls-verify=false", *af, f"{r.addr}/private/busybox:v1"),
+        ("login", *af, "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr),
+        ("login", "--get-login", *af, r.addr),
+        ("logout", *af, r.addr),
+        ("logout", *af, "--all"),
+    ]
+    for args in cases:
+        if mode == "garbage" and args[:2] != ("login", "--get-login") and args[0] != "pull":
+            continue  # only get's answer is read: store/erase output is ignored (as docker's client)
+        proc = kpod(*args, env=env, check=False)
+        assert_one_error_line(proc, 125, prog)
+        assert "s3cret" not in proc.stdout + proc.stderr
+        assert authfile.read_text() == content, args
+    assert cred_helper.store() == {r.addr: ["alice", "s3cret"]}
+    if mode == "missing":
+        # login fails before the password is checked with the registry
+        assert "not found in $PATH" in kpod(*cases[1], env=env, check=False).stderr
