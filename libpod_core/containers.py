@@ -159,6 +159,9 @@ class CreateOptions:
     volumes: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
+    #: --image-volume: what the image's VOLUME paths get (bind: anonymous volumes, tmpfs,
+    #: ignore); None: the config's image_volume_mode (stored resolved)
+    image_volume: str | None = None
     read_only: bool = False
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
@@ -497,6 +500,8 @@ class ContainerManager:
             raise InvalidArgument('the --rm option conflicts with --restart, when the restart policy is not "" and "no"')
         if opts.memory not in (None, ""):
             specgen.parse_size(opts.memory, what="memory")
+        if opts.image_volume is not None:
+            specgen.check_image_volume_mode(opts.image_volume)
         secopts = parse_security_opts(opts.security_opt)
         env_from_files: list[str] = []
         for path in opts.env_files:
@@ -515,6 +520,10 @@ class ContainerManager:
 
         img, image_name = self.resolve_image(opts.image, opts.pull)
         image_config = img.config
+        opts.image_volume = specgen.check_image_volume_mode(opts.image_volume or self.config.image_volume_mode)
+        image_vol_paths = specgen.image_volume_paths(image_config)
+        covered = specgen.user_mount_destinations(opts.volumes, opts.tmpfs, opts.mounts)
+        image_vols = [p for p in image_vol_paths if p not in covered] if opts.image_volume != "ignore" else []
         if hasattr(self.network_provider, "resolve_ports"):
             self.network_provider.resolve_ports(opts, image_config)
         inner = image_config.get("config") or {}
@@ -523,6 +532,12 @@ class ContainerManager:
         runtime = self.runtime_name()
         store = self.images
         cid = _token_hex(32)
+        anon_vols = []
+        if opts.image_volume == "bind":
+            for dest in image_vols:
+                vname = _token_hex(32)
+                anon_vols.append({"name": vname, "destination": dest,
+                                  "source": os.path.join(self.static_root, cid, "volumes", vname, "_data")})
         lock = FileLock(container_lock_path(self.runroot, cid))
         lock.acquire(exclusive=True)
         op = None
@@ -534,7 +549,8 @@ class ContainerManager:
                 layer = store.create_layer(op, img.top_layer, None, kind="container")
                 conf = asdict(opts)
                 conf.update(env_from_files=env_from_files, network_mode=net_mode, restart_policy=policy,
-                            restart_max=max_retries, image_id=img.id)
+                            restart_max=max_retries, image_id=img.id, image_volumes=image_vol_paths,
+                            anonymous_volumes=anon_vols)
                 now = time.time()
                 for attempt in range(20):
                     name = opts.name or random_name() + ("" if attempt < 5 else f"_{_token_hex(2)}")
@@ -568,7 +584,13 @@ class ContainerManager:
                 # kept for run (its start uses it); a plain create only reads two files
                 rootfs = c.mount(read_only_use=not keep_mounted)
                 c.write_etc_files()
-                spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs)
+                vol_mounts = [specgen.image_volume_mount(v["destination"], "bind", v["source"]) for v in anon_vols]
+                if opts.image_volume == "tmpfs":
+                    vol_mounts = [specgen.image_volume_mount(p, "tmpfs") for p in image_vols]
+                spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs, vol_mounts)
+                user = spec["process"]["user"]
+                for v in anon_vols:
+                    fill_volume(rootfs, v["destination"], v["source"], (user["uid"], user["gid"]))
                 _write_atomic(c.spec_template, json.dumps(spec), 0o600)
                 args = spec["process"]["args"]
                 if opts.init:
@@ -652,7 +674,7 @@ class ContainerManager:
         return "bridge"
 
     def _generate_spec(self, c: "Container", opts: CreateOptions, secopts: dict, env_from_files: list[str],
-                       image_config: dict, rootfs: str) -> dict:
+                       image_config: dict, rootfs: str, image_volumes: list[dict] | tuple = ()) -> dict:
         from . import specgen
         from .network import spec_namespaces
 
@@ -676,6 +698,7 @@ class ContainerManager:
             volumes=opts.volumes,
             mounts=opts.mounts,
             tmpfs=opts.tmpfs,
+            image_volumes=image_volumes,
             shm_size=opts.shm_size,
             hosts_file=None if opts.no_hosts else c.hosts_path,
             resolv_conf=c.resolv_path,
@@ -737,6 +760,41 @@ class ContainerManager:
         with self.db.write() as tx:
             tx.execute("DELETE FROM container_exits WHERE finished_at < ?", (cutoff,))
         return n
+
+
+def fill_volume(rootfs: str, dest: str, data: str, owner: tuple[int, int]) -> None:
+    """Create the anonymous volume directory *data* for the image VOLUME path *dest* and
+    copy up what the image has there (podman's copy-up): contents with their owners, modes
+    and symlinks, the directory itself taking the image directory's owner and mode. *dest*
+    is resolved inside *rootfs* (a symlink never leads out of it). A path the image lacks
+    gives an empty volume owned by the container's user (*owner*); a path that is not a
+    directory in the image is refused (a directory cannot be mounted over it)."""
+    import stat as _stat
+    import tempfile
+
+    from .copyfiles import SafeRoot, extract_tar, write_tar
+
+    os.makedirs(data, mode=0o755)
+    with SafeRoot(rootfs) as src:
+        try:
+            fd = src.open_path(dest, follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            os.chown(data, *owner)
+            return
+        except OSError as exc:
+            raise InvalidArgument(f"image volume {dest}: cannot resolve it in the image: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not _stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"image volume {dest} is not a directory in the image")
+        os.chown(data, st.st_uid, st.st_gid)
+        os.chmod(data, _stat.S_IMODE(st.st_mode))
+        with tempfile.TemporaryFile() as spool, SafeRoot(data) as dst:
+            write_tar(spool, src, dest, None)
+            spool.seek(0)
+            extract_tar(spool, dst, "/", overwrite=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1663,6 +1721,10 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
                        "Mode": "", "Options": [x for x in o if x in ("rbind", "bind", "nosuid", "nodev", "noexec")],
                        "RW": "ro" not in o, "Propagation": next((x for x in o if "private" in x or "shared" in x
                                                                  or "slave" in x), "rprivate")})
+    for v in conf.get("anonymous_volumes") or []:
+        mounts.append({"Type": "volume", "Name": v["name"], "Source": v["source"], "Destination": v["destination"],
+                       "Driver": "local", "Mode": "", "Options": ["nosuid", "nodev", "rbind"], "RW": True,
+                       "Propagation": "rprivate"})
     caps = proc.get("capabilities") or {}
     mem = res.get("memory") or {}
     cpu = res.get("cpu") or {}
@@ -1739,7 +1801,7 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
             "Env": list(proc.get("env") or []),
             "Cmd": conf.get("command"),
             "Image": c.image_name,
-            "Volumes": None,
+            "Volumes": {p: {} for p in conf.get("image_volumes") or []} or None,
             "WorkingDir": proc.get("cwd", "/"),
             "Entrypoint": conf.get("entrypoint"),
             "OnBuild": None,

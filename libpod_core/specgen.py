@@ -60,6 +60,11 @@ __all__ = [
     "parse_tmpfs",
     "parse_ulimit",
     "parse_volume",
+    "IMAGE_VOLUME_MODES",
+    "check_image_volume_mode",
+    "image_volume_paths",
+    "image_volume_mount",
+    "user_mount_destinations",
     "resolve_capabilities",
     "resolve_command",
     "resolve_user",
@@ -216,6 +221,9 @@ class SpecOptions:
     volumes: Sequence[str] = ()                    #: -v /host:/ctr[:opts]
     mounts: Sequence[str | Mapping[str, Any]] = ()  #: --mount type=bind|tmpfs,... or OCI dicts
     tmpfs: Sequence[str] = ()                      #: --tmpfs /ctr[:opts]
+    #: OCI mounts for the image's VOLUME paths (see image_volume_mount); a user mount with
+    #: the same destination replaces one
+    image_volumes: Sequence[Mapping[str, Any]] = ()
     devices: Sequence[str] = ()                    #: --device /dev/x[:/dev/y][:rwm]
     shm_size: str | int | None = None              #: default 64m
     shm_path: str | None = None                    #: host dir bind-mounted on /dev/shm (pods)
@@ -865,6 +873,52 @@ def parse_mount(spec: str) -> dict[str, Any]:
                           "(bind and tmpfs; volumes are resolved before the spec is generated)")
 
 
+# -- the image's VOLUME paths (--image-volume) -------------------------------------------
+
+IMAGE_VOLUME_MODES = ("bind", "tmpfs", "ignore")
+
+
+def check_image_volume_mode(mode: str) -> str:
+    if mode not in IMAGE_VOLUME_MODES:
+        raise InvalidArgument(f"invalid image volume mode {mode!r}: must be one of {', '.join(IMAGE_VOLUME_MODES)}")
+    return mode
+
+
+def image_volume_paths(image_config: Mapping[str, Any] | None) -> list[str]:
+    """The image config's ``Volumes`` (Dockerfile VOLUME) as normalised absolute paths,
+    sorted. A path that is not absolute, climbs with ``..`` or is ``/`` is refused."""
+    vols = _image_config(image_config).get("Volumes") or {}
+    if not isinstance(vols, Mapping):
+        raise InvalidArgument(f"invalid image config: Volumes must be a mapping, not {type(vols).__name__}")
+    out: set[str] = set()
+    for path in vols:
+        if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/") or "\0" in path:
+            raise InvalidArgument(f"invalid image volume {path!r}: must be an absolute path without '..'")
+        out.add(_check_dest(path, "image volume"))
+    return sorted(out)
+
+
+def image_volume_mount(dest: str, mode: str, source: str | None = None) -> dict[str, Any]:
+    """The OCI mount for one image VOLUME path: an anonymous volume's host directory
+    *source* bind-mounted read-write (``bind``), or a tmpfs filled with the image's content
+    by the runtime's ``tmpcopyup`` (``tmpfs``)."""
+    if mode == "tmpfs":
+        return _tmpfs_mount(dest, ["rprivate", "rw", "nodev", "exec"], "image volume")  # podman's options
+    if mode != "bind" or not source:
+        raise InvalidArgument(f"invalid image volume mode {mode!r} for {dest}")
+    return {"destination": _check_dest(dest, "image volume"), "type": "bind", "source": source,
+            "options": ["rbind", "rprivate", "rw", "nosuid", "nodev"]}
+
+
+def user_mount_destinations(volumes: Iterable[str], tmpfs: Iterable[str],
+                            mounts: Iterable[str | Mapping[str, Any]]) -> set[str]:
+    """The normalised destinations of ``-v``, ``--tmpfs`` and ``--mount`` (validating them)."""
+    out = {parse_volume(v)["destination"] for v in volumes}
+    out |= {parse_tmpfs(t)["destination"] for t in tmpfs}
+    out |= {(parse_mount(m) if isinstance(m, str) else _oci_mount(m))["destination"] for m in mounts}
+    return out
+
+
 def _oci_mount(value: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(value, Mapping) or "destination" not in value:
         raise InvalidArgument(f"invalid mount {value!r}: needs a destination")
@@ -1424,6 +1478,9 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
     if init_host:
         mounts[INIT_PATH_IN_CONTAINER] = {"destination": INIT_PATH_IN_CONTAINER, "type": "bind",
                                           "source": init_host, "options": ["bind", "private", "ro"]}
+    for m in opts.image_volumes:
+        m = _oci_mount(m)
+        mounts[m["destination"]] = m
     user_mounts = [parse_volume(v) for v in opts.volumes]
     user_mounts += [parse_tmpfs(t) for t in opts.tmpfs]
     user_mounts += [parse_mount(m) if isinstance(m, str) else _oci_mount(m) for m in opts.mounts]

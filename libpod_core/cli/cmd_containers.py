@@ -105,6 +105,8 @@ def create_flags(f):
         click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]", help="Bind mount a host path"),
         click.option("--mount", multiple=True, metavar="type=bind|tmpfs,...", help="Attach a filesystem mount"),
         click.option("--tmpfs", multiple=True, metavar="DST[:OPTS]", help="Mount a tmpfs"),
+        click.option("--image-volume", metavar="MODE",
+                     help="The image's VOLUME paths: bind (anonymous volumes, default), tmpfs or ignore"),
         click.option("--entrypoint", metavar="CMD", help="Override the image's ENTRYPOINT (string or JSON array)"),
         click.option("--hostname", metavar="NAME", help="Container host name (default: the short ID)"),
         click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read-only"),
@@ -169,6 +171,7 @@ def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]
         volumes=list(kw["volume"]),
         mounts=list(kw["mount"]),
         tmpfs=list(kw["tmpfs"]),
+        image_volume=kw["image_volume"],
         read_only=kw["read_only"],
         cap_add=list(kw["cap_add"]),
         cap_drop=list(kw["cap_drop"]),
@@ -521,7 +524,7 @@ def restart(state, timeout: int | None, all_: bool, running: bool, latest: bool,
 @click.command(context_settings=_CTX)
 @click.option("-f", "--force", is_flag=True, help="Remove running (or broken) containers too: kill them first")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all containers")
-@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (kpod creates none yet)")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (kpod removes them with the container anyway)")
 @click.option("-t", "--time", "timeout", type=int, default=None, metavar="SECONDS",
               help="With --force, seconds to wait for stop before killing (default 0)")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore errors when a container does not exist")
