@@ -110,6 +110,10 @@ def _read(path: str, fingerprint: list[Any]) -> dict[str, list[Entry]] | None:
         return None
 
 
+#: cache files not rewritten for this long are removed when another one is written
+STALE_SECONDS = 30 * 24 * 3600
+
+
 def _write(path: str, fingerprint: list[Any], groups: dict[str, list[Entry]]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
@@ -123,6 +127,28 @@ def _write(path: str, fingerprint: list[Any], groups: dict[str, list[Entry]]) ->
             os.unlink(tmp)
         except OSError:
             pass
+        return
+    _prune(os.path.dirname(path))
+
+
+def _prune(directory: str) -> None:
+    """Drop cache files not written for a month: those of venvs and sys.paths no longer
+    used go away; one still in use is merely rebuilt on its next command (one scan)."""
+    import time
+
+    limit = time.time() - STALE_SECONDS
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith("entry-points-") and (n.endswith(".json") or n.endswith(".tmp")):
+            p = os.path.join(directory, n)
+            try:
+                if os.stat(p).st_mtime < limit:
+                    os.unlink(p)
+            except OSError:
+                pass
 
 
 def groups() -> dict[str, list[Entry]]:

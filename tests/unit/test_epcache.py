@@ -111,3 +111,16 @@ def test_real_command_uses_no_importlib_metadata_when_cached(tmp_path):
     second = subprocess.run(args, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == ""
+
+
+def test_stale_caches_of_other_paths_are_pruned(sandbox):
+    _dist(sandbox, "kpod-runtime-x", "[kpod.runtime]\nx = mod_x:Driver\n")
+    path = epcache._cache_path()
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    old, recent = os.path.join(d, "entry-points-00000000.json"), os.path.join(d, "entry-points-11111111.json")
+    for p in (old, recent):
+        open(p, "w").write("{}")
+    os.utime(old, (1, 1))
+    epcache.entries("kpod.runtime")  # a miss: writes its file and prunes
+    assert os.path.exists(path) and os.path.exists(recent) and not os.path.exists(old)
