@@ -210,20 +210,25 @@ def test_teardown_when_the_container_exits(net_rt):
     assert_clean(k)
 
 
-def test_kpod_killed_during_network_setup(net, tmp_path):
-    """SIGKILL while a CNI plugin runs: the next command removes what was set up."""
-    k = net
+def _plugins_with_firewall(tmp_path, prelude: str):
+    """A CNI plugin directory: the real plugins, with 'firewall' a shell script that runs
+    *prelude* and then the real firewall plugin."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     for name in os.listdir("/usr/lib/cni"):
-        os.symlink(f"/usr/lib/cni/{name}", plugins / name)
-    os.unlink(plugins / "firewall")
-    marker, go = tmp_path / "slow.pid", tmp_path / "go"
-    (plugins / "firewall").write_text(
-        "#!/bin/sh\n"
-        f'if [ "$CNI_COMMAND" = ADD ] && [ ! -e {go} ]; then echo $$ > {marker}; exec sleep 60; fi\n'
-        "exec /usr/lib/cni/firewall\n")
+        if name != "firewall":
+            os.symlink(f"/usr/lib/cni/{name}", plugins / name)
+    (plugins / "firewall").write_text("#!/bin/sh\n" + prelude + "exec /usr/lib/cni/firewall\n")
     os.chmod(plugins / "firewall", 0o755)
+    return plugins
+
+
+def test_kpod_killed_during_network_setup(net, tmp_path):
+    """SIGKILL while a CNI plugin runs: the next command removes what was set up."""
+    k = net
+    marker, go = tmp_path / "slow.pid", tmp_path / "go"
+    plugins = _plugins_with_firewall(
+        tmp_path, f'if [ "$CNI_COMMAND" = ADD ] && [ ! -e {go} ]; then echo $$ > {marker}; exec sleep 60; fi\n')
     env = {**k.kpod.env, "KPOD_CNI_PLUGIN_DIRS": str(plugins)}
     port = free_port()
     proc = subprocess.Popen([KPOD, *k.kpod.global_args, "run", "-d", "--name", "victim", "-p",
@@ -272,17 +277,9 @@ def test_plugin_failure_while_the_runtime_creates(net, tmp_path):
     """The CNI ADD runs while conmon and the runtime create the container: a plugin that
     fails is one clear error, the created container and its conmon are gone, nothing leaks."""
     k = net
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    for name in os.listdir("/usr/lib/cni"):
-        os.symlink(f"/usr/lib/cni/{name}", plugins / name)
-    os.unlink(plugins / "firewall")
-    (plugins / "firewall").write_text(
-        "#!/bin/sh\n"
-        'if [ "$CNI_COMMAND" = ADD ]; then sleep 0.3; '
-        """echo '{"cniVersion": "1.0.0", "code": 7, "msg": "refused by the test"}'; exit 1; fi\n"""
-        "exec /usr/lib/cni/firewall\n")
-    os.chmod(plugins / "firewall", 0o755)
+    plugins = _plugins_with_firewall(
+        tmp_path, 'if [ "$CNI_COMMAND" = ADD ]; then sleep 0.3; '
+        """echo '{"cniVersion": "1.0.0", "code": 7, "msg": "refused by the test"}'; exit 1; fi\n""")
     env = {"KPOD_CNI_PLUGIN_DIRS": str(plugins)}
     p = k("run", "--rm", "--name", "refused", "busybox", "true", env=env, check=False)
     assert_one_error_line(p, 125, "refused by the test")

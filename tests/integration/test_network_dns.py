@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.helpers_images import CtrEnv
+from tests.helpers_images import CtrEnv, processes_mentioning
 from tests.helpers_net import claim_subnet, delete_link, host_links, new_bridge, release_subnet, rules_mentioning
 
 pytestmark = pytest.mark.integration
@@ -40,18 +40,7 @@ def dns_dir(runroot: str, network: str) -> str:
 
 def dnsmasq_pids(text: str) -> list[int]:
     """Live dnsmasq processes whose command line mentions *text*."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"dnsmasq" and any(text.encode() in a for a in argv):
-            out.append(int(d))
-    return out
+    return processes_mentioning(text, ("dnsmasq",))
 
 
 def dns_rules(bridge: str) -> list[str]:
