@@ -50,10 +50,13 @@ def test_load_save_round_trip_all_formats(kpod, tmp_path, two_images):
         assert raw["config"]["digest"] == f"sha256:{app_id}"
     # a fresh store loads the saved archives back with the same image ID
     other = type(kpod)(tmp_path / "other")
-    for f in ("a.tar", "b.tar"):
-        other("load", "-i", str(tmp_path / f))
-        assert other("images", "--no-trunc", "-q").stdout.split() == [app_id]
-        other("rmi", "-a")
+    try:
+        for f in ("a.tar", "b.tar"):
+            other("load", "-i", str(tmp_path / f))
+            assert other("images", "--no-trunc", "-q").stdout.split() == [app_id]
+            other("rmi", "-a")
+    finally:
+        assert not other.cleanup_network()  # its subnet claim and bridge name go too
 
 
 def test_multi_image_archive_and_shared_layers(kpod, tmp_path, two_images):
