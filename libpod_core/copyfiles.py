@@ -193,15 +193,18 @@ class SafeRoot:
         """(O_PATH descriptor of the resolved parent directory, final name) of *path*."""
         path = clean(path)
         head, name = posixpath.split(path)
-        fd = self.open_path(head, follow=True)
+        return self._writable_dir(self.open_path(head, follow=True), head), name
+
+    def _writable_dir(self, fd: int, path: str) -> int:
+        """*fd* if it is a directory copies may write into; else closed, and an error."""
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):
             os.close(fd)
-            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), head)
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
         if st.st_dev in self.no_write_devs:
             os.close(fd)
-            raise CopyError(f'"{head}" is on the container\'s /proc or /sys: kpod cp does not write there')
-        return fd, name
+            raise CopyError(f'"{path}" is on the container\'s /proc or /sys: kpod cp does not write there')
+        return fd
 
     def ensure_dir(self, path: str, mode: int = 0o755, _hops: int = 0) -> int:
         """``mkdir -p`` inside the root; returns an O_PATH descriptor of the directory.
@@ -216,14 +219,7 @@ class SafeRoot:
             except FileNotFoundError:
                 fd = -1
             if fd >= 0:
-                st = os.fstat(fd)
-                if not stat.S_ISDIR(st.st_mode):
-                    os.close(fd)
-                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-                if st.st_dev in self.no_write_devs:
-                    os.close(fd)
-                    raise CopyError(f'"{path}" is on the container\'s /proc or /sys: kpod cp does not write there')
-                return fd
+                return self._writable_dir(fd, path)
             head, name = posixpath.split(path)
             pfd = self.ensure_dir(head, mode, _hops)
             try:

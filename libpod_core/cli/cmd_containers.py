@@ -319,6 +319,19 @@ def _write_all(fd: int, data: bytes) -> None:
     write_all(fd, data)
 
 
+def _terminal_size() -> tuple[int, int] | None:
+    """(rows, columns) of the terminal on stdout or stdin, if any."""
+    for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
+        try:
+            if os.isatty(fd):
+                size = os.get_terminal_size(fd)
+                if size.lines and size.columns:
+                    return size.lines, size.columns
+        except OSError:
+            continue
+    return None
+
+
 def attach_and_start(c, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11", sig_proxy: bool = True,
                      start: bool = True) -> int | None:
     """Initialise *c*, connect to its attach socket, start it and stream until it exits.
@@ -333,24 +346,13 @@ def attach_and_start(c, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x
     raw_saved = None
     old_handlers: dict[int, Any] = {}
 
-    def terminal_size() -> tuple[int, int] | None:
-        for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
-            try:
-                if os.isatty(fd):
-                    size = os.get_terminal_size(fd)
-                    if size.lines and size.columns:
-                        return size.lines, size.columns
-            except OSError:
-                continue
-        return None
-
     def resize(*_a) -> None:
-        size = terminal_size()
+        size = _terminal_size()
         if size:
             conmon.resize(c.bundle, *size)
 
     if start:
-        c.init(console_size=terminal_size() if tty else None)
+        c.init(console_size=_terminal_size() if tty else None)
     sock = conmon.connect_attach(c.attach_path)
 
     def proxy(signum, _frame) -> None:

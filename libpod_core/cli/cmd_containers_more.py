@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..errors import ContainerStateError, InvalidArgument, KpodError, NotFound
-from .cmd_containers import _CTX, _RUN_CTX, _Failures, _mgr, _targets, parse_detach_keys
+from .cmd_containers import _CTX, _RUN_CTX, _Failures, _mgr, _targets, _terminal_size, parse_detach_keys
 from .formatting import Template, render_many, to_json
 
 
@@ -28,18 +28,6 @@ def _one(state, name: str | None, latest: bool):
     if not name:
         raise InvalidArgument("you must provide a container name or ID")
     return mgr.get(name)
-
-
-def _terminal_size() -> tuple[int, int] | None:
-    for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
-        try:
-            if os.isatty(fd):
-                size = os.get_terminal_size(fd)
-                if size.lines and size.columns:
-                    return size.lines, size.columns
-        except OSError:
-            continue
-    return None
 
 
 # ---------------------------------------------------------------------------------------
