@@ -48,7 +48,7 @@ class ConmonOptions:
     log_path: str                    #: k8s-file log
     exit_dir: str                    #: exit code lands in EXIT_DIR/<container ID>
     persist_dir: str                 #: also gets exit and oom files
-    socket_dir: str                  #: attach socket at SOCKET_DIR/<container ID>/attach
+    socket_dir: str                  #: conmon's short-path symlinks to the bundles (attach socket: BUNDLE/attach)
     exit_command: Sequence[str] = ()  #: argv; [0] must be absolute (execv)
     tty: bool = False
     stdin: bool = False
@@ -239,31 +239,37 @@ def _short_path(path: str) -> tuple[str, int | None]:
     return f"/proc/self/fd/{fd}/{os.path.basename(path)}", fd
 
 
-def attach_socket_path(socket_dir: str, container_id: str) -> str:
-    return os.path.join(socket_dir, container_id, "attach")
+def attach_link(socket_dir: str, cuuid: str) -> str:
+    """The symlink conmon makes in --socket-dir-path for -u CUUID (to the bundle, where the
+    attach socket is): SOCKET_DIR/CUUID, one byte shorter when that is exactly 107 bytes long
+    (conmon's own rule, so that the link and SOCKET_DIR/CUUID/attach cut to sun_path differ)."""
+    link = os.path.join(socket_dir, cuuid)
+    return link[:-1] if len(link.encode()) == 107 else link
 
 
 def connect_attach(path: str, timeout: float = 10.0) -> socket.socket:
-    """Connect to a conmon attach socket (SOCK_SEQPACKET), whatever the path's length."""
-    short, fd = _short_path(path)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                s.connect(short)
-                return s
-            except (FileNotFoundError, ConnectionRefusedError):
-                s.close()
-                if time.monotonic() > deadline:
-                    raise RuntimeFailure(f"cannot attach: conmon's attach socket {path} is not there") from None
-                time.sleep(0.01)
-            except OSError as exc:
-                s.close()
-                raise RuntimeFailure(f"cannot attach to {path}: {exc.strerror}") from None
-    finally:
-        if fd is not None:
-            os.close(fd)
+    """Connect to a conmon attach socket (SOCK_SEQPACKET), whatever the path's length.
+
+    conmon makes the socket's directory as well as the socket: until both are there, retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            short, fd = _short_path(path)
+            s.connect(short)
+            return s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"cannot attach: conmon's attach socket {path} is not there") from None
+            time.sleep(0.01)
+        except OSError as exc:
+            s.close()
+            raise RuntimeFailure(f"cannot attach to {path}: {exc.strerror}") from None
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 def resize(bundle: str, rows: int, cols: int) -> None:

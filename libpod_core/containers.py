@@ -862,7 +862,9 @@ class Container:
 
     @property
     def attach_path(self) -> str:
-        return _conmon().attach_socket_path(self.mgr.socket_dir, self.id)
+        # conmon binds the socket in the bundle; SOCKET_DIR/<ID> is only its short-path symlink,
+        # whose name is not always the ID (conmon.attach_link)
+        return os.path.join(self.bundle, "attach")
 
     @property
     def hostname(self) -> str:
@@ -1150,7 +1152,7 @@ class Container:
                     log.info("%s: removing stale runtime state: %s", self.short_id, exc)
             for p in (self.exit_file, os.path.join(self.rundir, "exit"), os.path.join(self.rundir, "oom"),
                       os.path.join(self.rundir, "pidfile"), os.path.join(self.rundir, "conmon.pid"),
-                      os.path.join(mgr.socket_dir, self.id)):
+                      _conmon().attach_link(mgr.socket_dir, self.id)):
                 _unlink(p)
             path, gargs = hook.runtime_command()
             env = hook.runtime_env() or {}
@@ -1396,7 +1398,7 @@ class Container:
         finally:
             if net_done is not None:
                 attempt("network teardown", net_done)
-        _unlink(os.path.join(self.mgr.socket_dir, self.id))
+        _unlink(_conmon().attach_link(self.mgr.socket_dir, self.id))
         if not errors:
             # the run is over: its pid files no longer mean anything (see _init_locked)
             for f in ("pidfile", "conmon.pid", "exit", "oom"):
@@ -1512,7 +1514,7 @@ class Container:
         _shutil().rmtree(self.rundir, ignore_errors=True)
         _shutil().rmtree(self.static_dir, ignore_errors=True)
         _unlink(self.exit_file)
-        _unlink(os.path.join(self.mgr.socket_dir, self.id))
+        _unlink(_conmon().attach_link(self.mgr.socket_dir, self.id))
         self.row["status"] = "removed"
         self.mgr.event("remove", self)
         if self._lock is not None:

@@ -165,7 +165,7 @@ class ExecSession:
 
     @property
     def socket_link(self) -> str:
-        return os.path.join(self.c.mgr.socket_dir, self.id)
+        return conmon_mod.attach_link(self.c.mgr.socket_dir, self.id)
 
     def _update(self, **values: Any) -> None:
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -276,7 +276,7 @@ class ExecSession:
                 if not line:
                     # conmon gave up before the attach socket (the sync pipe says why)
                     self._raise_sync(conmon_mod._read_line(sync_r, SYNC_TIMEOUT))
-                sock = conmon_mod.connect_attach(os.path.join(self.socket_link, "attach"))
+                sock = conmon_mod.connect_attach(os.path.join(self.dir, "attach"))
                 os.write(start_w, b"0")  # conmon waits for this before running the runtime
             line = conmon_mod._read_line(sync_r, SYNC_TIMEOUT)
             pid = self._raise_sync(line)

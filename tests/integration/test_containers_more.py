@@ -509,3 +509,29 @@ def test_commit(ctr_drv):
     assert_one_error_line(k("commit", "src", "Bad Name!", check=False), 125)
     assert _db(k, "SELECT COUNT(*) FROM layers") == layers
     assert len(k("images", "-q").stdout.split()) == len(images_before) + 2
+
+
+def test_attach_and_exec_with_socket_dir_at_conmon_corner_length(kpod):
+    """conmon names its short-path symlink SOCKET_DIR/ID one byte shorter when that path is
+    exactly 107 bytes (so a runroot of 35 bytes): attach (run, exec -i) goes through the
+    socket in the bundle instead, and rm leaves no symlink behind in SOCKET_DIR."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="kpod-sock-", dir="/run" if os.access("/run", os.W_OK) else "/tmp")
+    runroot = os.path.join(base, "r" * (35 - len(base) - 1))
+    assert len(runroot) == 35 and len(os.path.join(runroot, "socket", "0" * 64)) == 107
+    i = kpod.global_args.index("--runroot")
+    kpod.global_args[i + 1] = kpod.runroot = runroot
+    env = CtrEnv(kpod, "runc", "overlay")
+    try:
+        out = env("run", "--rm", "--network", "none", "busybox", "echo", "attached")
+        assert out.stdout == "attached\n"
+        cid = env("run", "-d", "--network", "none", "busybox", "sleep", "1000").stdout.strip()
+        assert env("exec", cid, "echo", "exec-ok").stdout == "exec-ok\n"
+        assert env("exec", "-i", cid, "cat", input="in\n").stdout == "in\n"
+        env("rm", "-f", cid)
+        assert os.listdir(os.path.join(runroot, "socket")) == []
+    finally:
+        env.finalize()
+        shutil.rmtree(base, ignore_errors=True)
