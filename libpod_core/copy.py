@@ -3,7 +3,8 @@
 :func:`copy_image` reads the source manifest (choosing a platform from an index, or copying
 every instance with ``all_images``), runs the signature policy check, copies the layers in
 manifest order and then the config, converts the manifest when the destination needs another
-format or the layers were recompressed, writes the manifest and the signatures, and commits.
+format or the layers were recompressed, writes the manifest and the signatures (the copied
+ones, plus new ones its signers make over the digest of the manifest written), and commits.
 
 Every blob is verified while it streams: the stream handed to
 :meth:`~libpod_core.transports.base.ImageDestination.put_blob` hashes and counts the bytes,
@@ -441,8 +442,11 @@ def _layer_plan(mt: str, caller: str | None, desired: str | None) -> tuple[str |
 
 class _Copier:
     def __init__(self, src_ref, dst_ref, src: ImageSource, dst: ImageDestination, *, fmt, compression,
-                 remove_signatures: bool, progress: Progress | None):
+                 remove_signatures: bool, progress: Progress | None, signers: list | None = None,
+                 sign_identity: str | None = None):
         self.src_ref = src_ref
+        self.signers = list(signers or [])
+        self.sign_identity = sign_identity
         self.dst_ref = dst_ref
         self.src = src
         self.dst = dst
@@ -513,9 +517,23 @@ class _Copier:
             out_mt = m.media_type
         dg = manifest_digest(out)
         self.dst.put_manifest(out, out_mt, dg if instance_digest is not None else None)
-        if signatures:
-            self.dst.put_signatures(signatures, dg if instance_digest is not None else None)
+        self._put_signatures(signatures, dg, instance_digest is None)
         return CopyResult(dg, out, out_mt, m.config.digest)
+
+    def _put_signatures(self, signatures: list[bytes], digest: str, top: bool) -> None:
+        """Store the copied signatures plus, for the top-level manifest, new ones made now
+        over *digest*, the digest of the manifest just written."""
+        instance = None if top else digest
+        new_simple: list[bytes] = []
+        new_sigstore: list[dict] = []
+        if top:
+            for signer in self.signers:
+                sig = signer.sign(self.sign_identity, digest)
+                (new_simple if signer.kind == "simple" else new_sigstore).append(sig)
+        if signatures or new_simple:
+            self.dst.put_signatures(list(signatures) + new_simple, instance)
+        if new_sigstore:
+            self.dst.put_sigstore_signatures(new_sigstore, instance)
 
     def _copy_layer(self, i: int, layer: Descriptor, c_in: str | None, c_out: str | None,
                     diff_id: str | None) -> Descriptor:
@@ -650,8 +668,7 @@ class _Copier:
             )
         out_mt = index.media_type if unchanged else (MEDIA_TYPE_OCI_INDEX if idx_fmt == FORMAT_OCI else MEDIA_TYPE_DOCKER_MANIFEST_LIST)
         self.dst.put_manifest(out, out_mt, None)
-        if signatures:
-            self.dst.put_signatures(signatures, None)
+        self._put_signatures(signatures, manifest_digest(out), True)
         return CopyResult(manifest_digest(out), out, out_mt, None, results)
 
 
@@ -667,6 +684,8 @@ def copy_image(
     digestfile: str | None = None,
     remove_signatures: bool = False,
     progress: Progress | None = None,
+    signers: list | None = None,
+    sign_identity: str | None = None,
 ) -> CopyResult:
     """Copy one image (or with *all_images* a whole index) from *src_ref* to *dst_ref*.
 
@@ -675,6 +694,12 @@ def copy_image(
     forces the manifest format; *compression* (``"gzip"``, ``"zstd"``, ``"none"``) recompresses
     layers (a destination that needs uncompressed layers still gets them). The destination is
     committed only when everything succeeded. Returns a :class:`CopyResult`.
+
+    *signers* (:class:`~libpod_core.registry.signing.GPGSigner`,
+    :class:`~libpod_core.registry.signing.SigstoreSigner`; ``ctx.sign_by`` adds a GPG one)
+    sign the top-level manifest once it is written, as *sign_identity* (default: the
+    destination's docker reference); the new signatures are stored after the copied ones.
+    Whether the destination can store them is checked before anything is written.
     """
     ctx = ctx or SystemContext()
     if format is not None and format not in _FORMATS:
@@ -683,6 +708,15 @@ def copy_image(
         raise InvalidArgument(f"unknown compression {compression!r} (use gzip, zstd or none)")
     remove_signatures = remove_signatures or ctx.remove_signatures
     progress = progress or (None if ctx.quiet else ctx.progress)
+    signers = list(signers or [])
+    if ctx.sign_by:
+        from .registry.signing import GPGSigner
+
+        signers.append(GPGSigner(ctx.sign_by))
+    if signers:
+        from .registry.signing import check_sign_identity
+
+        sign_identity = check_sign_identity(sign_identity or dst_ref.docker_reference(), str(dst_ref))
 
     src = src_ref.new_source(ctx)
     try:
@@ -697,9 +731,14 @@ def copy_image(
                 verdict = policy_check(src_ref, src, raw, signatures)
                 if verdict is False:
                     raise PolicyDenied(f"{src_ref}: the signature policy rejected the image")
-            copier = _Copier(src_ref, dst_ref, src, dst, fmt=format, compression=compression,
-                             remove_signatures=remove_signatures, progress=progress)
             sigs = [] if remove_signatures else list(signatures)
+            if sigs or any(s.kind == "simple" for s in signers):
+                dst.supports_signatures()
+            if any(s.kind == "sigstore" for s in signers):
+                dst.supports_sigstore_signatures()
+            copier = _Copier(src_ref, dst_ref, src, dst, fmt=format, compression=compression,
+                             remove_signatures=remove_signatures, progress=progress, signers=signers,
+                             sign_identity=sign_identity)
             if isinstance(top, Index):
                 if all_images:
                     result = copier.copy_index(top, raw, sigs)

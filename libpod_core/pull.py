@@ -129,8 +129,15 @@ def _image(rt, result):
 
 def push(rt, source: str, destination: str | None = None, *, fmt: str | None = None,
          compression: str | None = None, digestfile: str | None = None, remove_signatures: bool = False,
+         sign_by: str | None = None, sign_by_sigstore_private_key: str | None = None,
+         sign_passphrase: str | None = None, passphrase_prompt: Callable[[str], str] | None = None,
          quiet: bool = False, log: Log | None = None, **ctx_opts: Any):
-    """Push a local image to *destination* (default: its own name on its registry)."""
+    """Push a local image to *destination* (default: its own name on its registry).
+
+    *sign_by* (a GPG key) and *sign_by_sigstore_private_key* (an encrypted sigstore key
+    file) sign the manifest pushed; *sign_passphrase* opens the key(s) (None: gpg-agent asks
+    for the GPG key's, *passphrase_prompt(path)* for the sigstore key's). The keys are checked
+    before anything is pushed."""
     from .copy import copy_image
     from .store.transport import storage_reference
     from .transports import parse_image_reference, split_transport
@@ -152,6 +159,11 @@ def push(rt, source: str, destination: str | None = None, *, fmt: str | None = N
         if named.domain == "localhost":
             raise InvalidArgument(f"{named}: localhost/ names are local only; give a registry destination")
     dst = parse_image_reference(destination, rt.config)
+    signers = []
+    if sign_by or sign_by_sigstore_private_key:
+        from .registry.signing import make_signers
+
+        signers = make_signers(sign_by, sign_by_sigstore_private_key, sign_passphrase, passphrase_prompt)
     ctx = rt.system_context(quiet=quiet, **ctx_opts)
     if not quiet:
         ctx.progress = Progress()
@@ -159,6 +171,6 @@ def push(rt, source: str, destination: str | None = None, *, fmt: str | None = N
         compression = "gzip"
     say("Getting image source signatures")
     result = copy_image(storage_reference(rt, img.id), dst, ctx, format=fmt, compression=compression,
-                        digestfile=digestfile, remove_signatures=remove_signatures)
+                        digestfile=digestfile, remove_signatures=remove_signatures, signers=signers)
     say("Writing manifest to image destination")
     return result

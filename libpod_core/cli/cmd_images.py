@@ -448,6 +448,7 @@ def _registry_commands():
     image.add_command(cmd_registry.pull, "pull")
     image.add_command(cmd_registry.push, "push")
     image.add_command(cmd_registry.trust, "trust")
+    image.add_command(cmd_registry.sign, "sign")
 
 
 _registry_commands()

@@ -1,4 +1,4 @@
-"""Registry commands: pull, push, login, logout, and ``image trust``."""
+"""Registry commands: pull, push, login, logout, ``image trust`` and ``image sign``."""
 
 from __future__ import annotations
 
@@ -99,17 +99,59 @@ def pull(state, names, authfile, creds, tls_verify, cert_dir, all_tags, platform
 @click.option("--compression-format", type=click.Choice(["gzip", "zstd"]), help="Layer compression (default gzip)")
 @click.option("--digestfile", metavar="PATH", help="Write the pushed manifest's digest to this file")
 @click.option("--remove-signatures", is_flag=True, help="Do not copy signatures")
+@click.option("--sign-by", metavar="FINGERPRINT", help="Sign the pushed image with this GPG key (simple signing)")
+@click.option("--sign-by-sigstore-private-key", metavar="PATH", help="Sign the pushed image with this sigstore private key")
+@click.option("--sign-passphrase-file", metavar="PATH", help="Read the signing key's passphrase from this file")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
 @click.pass_obj
 def push(state, image, destination, authfile, creds, tls_verify, cert_dir, fmt, compression_format, digestfile,
-         remove_signatures, quiet):
+         remove_signatures, sign_by, sign_by_sigstore_private_key, sign_passphrase_file, quiet):
     """Push an image to a registry (or any transport)."""
     from ..pull import push as do_push
 
     rt = state.runtime
     opts = _ctx_opts(authfile, _creds(creds), tls_verify, cert_dir)
+    passphrase = _sign_passphrase(sign_passphrase_file, sign_by or sign_by_sigstore_private_key)
     do_push(rt, image, destination, fmt=fmt, compression=compression_format, digestfile=digestfile,
-            remove_signatures=remove_signatures, quiet=quiet, log=_log, **opts)
+            remove_signatures=remove_signatures, sign_by=sign_by,
+            sign_by_sigstore_private_key=sign_by_sigstore_private_key, sign_passphrase=passphrase,
+            passphrase_prompt=_passphrase_prompt(), quiet=quiet, log=_log, **opts)
+
+
+def _sign_passphrase(path, signing):
+    if path is None:
+        return None
+    if not signing:
+        raise InvalidArgument("--sign-passphrase-file needs --sign-by or --sign-by-sigstore-private-key")
+    from ..registry.signing import read_passphrase_file
+
+    return read_passphrase_file(path)
+
+
+def _passphrase_prompt():
+    """Asks for a key's passphrase on a terminal; None when there is none to ask on."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+    return lambda path: click.prompt(f"Passphrase for key {path}", hide_input=True, default="",
+                                     show_default=False, err=True)
+
+
+@click.command("sign")
+@click.argument("images", nargs=-1, required=True)
+@registry_options
+@click.option("-a", "--all", "all_", is_flag=True, help="Sign a manifest list and every image in it")
+@click.option("-d", "--directory", metavar="DIR", help="Store the signatures in this directory (default: as registries.d says)")
+@click.option("--sign-by", metavar="FINGERPRINT", required=True, help="The GPG key to sign with")
+@click.option("--sign-passphrase-file", metavar="PATH", help="Read the key's passphrase from this file")
+@click.pass_obj
+def sign(state, images, authfile, creds, tls_verify, cert_dir, all_, directory, sign_by, sign_passphrase_file):
+    """Sign images in a registry (GPG simple signing); the signatures go to a lookaside."""
+    from ..registry.signing import GPGSigner, sign_images
+
+    rt = state.runtime
+    signer = GPGSigner(sign_by, _sign_passphrase(sign_passphrase_file, True))
+    ctx = rt.system_context(**_ctx_opts(authfile, _creds(creds), tls_verify, cert_dir))
+    sign_images(list(images), signer, ctx, directory=directory, all_instances=all_)
 
 
 @click.command("login")

@@ -34,7 +34,7 @@ class SystemContext:
     progress: Callable[[str, int, int | None], None] | None = None  #: (blob digest, done, total)
     quiet: bool = False
     remove_signatures: bool = False
-    sign_by: str | None = None
+    sign_by: str | None = None              #: GPG key copy_image signs with (no passphrase: gpg-agent asks)
     #: docker-archive destinations: extra names to record for the image
     extra_names: list[str] = field(default_factory=list)
 
@@ -161,8 +161,30 @@ class ImageDestination:
         raise NotImplementedError
 
     def put_signatures(self, signatures: list[bytes], instance_digest: str | None = None) -> None:
+        """Store the simple-signing signatures of the manifest (after :meth:`put_manifest`),
+        replacing any it had."""
         if signatures:
             raise TransportError(f"{self.reference}: this destination cannot store signatures")
+
+    def put_sigstore_signatures(self, signatures: list[dict[str, Any]], instance_digest: str | None = None) -> None:
+        """Add sigstore signatures (dicts as :meth:`ImageSource.get_sigstore_signatures`
+        returns them) to those the destination keeps for the manifest (after
+        :meth:`put_manifest`)."""
+        if signatures:
+            raise TransportError(f"{self.reference}: this destination cannot store sigstore signatures")
+
+    def supports_signatures(self) -> None:
+        """Raise TransportError, to show the user, when this destination certainly cannot
+        store simple-signing signatures. Called before anything is written when a copy has
+        signatures to store. The default: supported when :meth:`put_signatures` is
+        overridden."""
+        if type(self).put_signatures is ImageDestination.put_signatures:
+            raise TransportError(f"{self.reference}: this destination cannot store signatures")
+
+    def supports_sigstore_signatures(self) -> None:
+        """As :meth:`supports_signatures`, for sigstore signatures."""
+        if type(self).put_sigstore_signatures is ImageDestination.put_sigstore_signatures:
+            raise TransportError(f"{self.reference}: this destination cannot store sigstore signatures")
 
     def commit(self) -> None:
         """Make the image visible (atomically)."""

@@ -12,7 +12,9 @@ Destinations push to the reference itself (no mirrors), reuse blobs the reposito
 has or can mount from another repository of the same registry (known from earlier pulls and
 pushes, kept in ``<graphroot>/cache/blob-locations.json`` when the engine config is known),
 upload small blobs in one PUT and large ones in chunks, and write simple-signing signatures
-to a ``file://`` lookaside (``lookaside-staging`` or ``lookaside`` in registries.d).
+to a ``file://`` lookaside (``lookaside-staging`` or ``lookaside`` in registries.d) and
+sigstore signatures to the ``sha256-<hex>.sig`` tag (an OCI manifest with one layer per
+signature, as cosign writes it), when ``use-sigstore-attachments`` is on for the registry.
 """
 
 from __future__ import annotations
@@ -207,11 +209,62 @@ class _BlobLocations:
         self.dirty = False
 
 
+def _sigstore_manifest(client, repo: str, digest: str, what: str):
+    """The manifest tagged ``sha256-<hex>.sig`` for *digest* (parsed), or None."""
+    from ..manifest import Manifest, parse_manifest
+    from ..registry.client import ManifestUnknown, RegistryError
+
+    try:
+        raw, mt, _ = client.get_manifest(repo, sigstore_tag(digest))
+    except ManifestUnknown:
+        return None
+    except RegistryError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    try:
+        m = parse_manifest(raw, mt)
+    except Exception as exc:
+        raise TransportError(f"{what}: invalid signature manifest: {exc}") from None
+    if not isinstance(m, Manifest):
+        raise TransportError(f"{what}: the signature tag is not an image manifest")
+    return m
+
+
+def _small_blob(client, repo: str, desc, what: str) -> bytes:
+    """A signature-sized blob (payload or config), verified."""
+    from ..digest import DigestReader
+    from ..registry.registries_d import MAX_SIGNATURE_SIZE
+
+    if desc.size > MAX_SIGNATURE_SIZE:
+        raise TransportError(f"{what}: blob {desc.digest} is too large ({desc.size} bytes)")
+    stream = client.get_blob(repo, desc.digest)
+    try:
+        reader = DigestReader(stream, desc.digest, desc.size)
+        data = reader.read()
+        reader.verify()
+    finally:
+        stream.close()
+    return data
+
+
+class _RegistriesDUser:
+    """registries.d, loaded once per source or destination."""
+
+    ctx: Any
+    _regd = None
+
+    def _regd_conf(self):
+        if self._regd is None:
+            self._regd = _registries_d(self.ctx)
+        return self._regd
+
+
 # ------------------------------------------------------------------------------------------
 # Source
 
 
-class DockerImageSource(ImageSource):
+class DockerImageSource(_RegistriesDUser, ImageSource):
     def __init__(self, reference: DockerReference, ctx: SystemContext):
         self.reference = reference
         self.ctx = ctx
@@ -221,7 +274,6 @@ class DockerImageSource(ImageSource):
         self._chosen = None  # (PullSource, client)
         self._top: tuple[bytes, str | None] | None = None
         self._instances: dict[str, tuple[bytes, str | None]] = {}
-        self._regd = None
         self._locations = _BlobLocations(ctx)
 
     def _client(self, src) -> Any:
@@ -293,11 +345,6 @@ class DockerImageSource(ImageSource):
         raw, _ = self.get_manifest()
         return _reference.digest_bytes(raw)
 
-    def _regd_conf(self):
-        if self._regd is None:
-            self._regd = _registries_d(self.ctx)
-        return self._regd
-
     def get_signatures(self, instance_digest: str | None = None) -> list[bytes]:
         from ..registry.policy import docker_namespaces
         from ..registry.registries_d import read_lookaside_signatures
@@ -308,46 +355,19 @@ class DockerImageSource(ImageSource):
         return read_lookaside_signatures(base, digest, timeout=self.ctx.timeout)
 
     def get_sigstore_signatures(self, instance_digest: str | None = None) -> list[dict[str, Any]]:
-        from ..digest import DigestReader
-        from ..manifest import parse_manifest
-        from ..registry.client import ManifestUnknown, RegistryError
         from ..registry.policy import docker_namespaces
-        from ..registry.registries_d import MAX_SIGNATURE_SIZE
 
         digest = self._manifest_digest(instance_digest)
         src, client = self._chosen
         ref = src.reference
         if not self._regd_conf().use_sigstore_attachments(str(ref), docker_namespaces(ref)):
             return []
-        try:
-            raw, mt, _ = client.get_manifest(ref.path, sigstore_tag(digest))
-        except ManifestUnknown:
+        what = f"reading sigstore signatures of {self.reference}"
+        m = _sigstore_manifest(client, ref.path, digest, what)
+        if m is None:
             return []
-        except RegistryError as exc:
-            if exc.status == 404:
-                return []
-            raise
-        try:
-            m = parse_manifest(raw, mt)
-        except Exception as exc:
-            raise TransportError(f"reading sigstore signatures of {self.reference}: invalid signature manifest: {exc}") from None
-        layers = getattr(m, "layers", None)
-        if layers is None:
-            raise TransportError(f"reading sigstore signatures of {self.reference}: the signature tag is not an image manifest")
-        out = []
-        for layer in layers:
-            if layer.size > MAX_SIGNATURE_SIZE:
-                raise TransportError(f"sigstore signature layer {layer.digest} is too large ({layer.size} bytes)")
-            stream = client.get_blob(ref.path, layer.digest)
-            try:
-                reader = DigestReader(stream, layer.digest, layer.size)
-                payload = reader.read()
-                reader.verify()
-            finally:
-                stream.close()
-            out.append({"payload": payload, "annotations": dict(layer.annotations or {}),
-                        "media_type": layer.media_type})
-        return out
+        return [{"payload": _small_blob(client, ref.path, layer, what), "annotations": dict(layer.annotations or {}),
+                 "media_type": layer.media_type} for layer in m.layers]
 
     def close(self) -> None:
         for c in self._clients.values():
@@ -360,7 +380,7 @@ class DockerImageSource(ImageSource):
 # Destination
 
 
-class DockerImageDestination(ImageDestination):
+class DockerImageDestination(_RegistriesDUser, ImageDestination):
     #: blobs up to this size (with a known digest) go in one PUT
     monolithic_max = 64 * 1024 * 1024
     #: larger or unknown blobs: None streams them in one PATCH (containers/image's way: the
@@ -432,27 +452,100 @@ class DockerImageDestination(ImageDestination):
         """The digest of the manifest pushed (after :meth:`put_manifest`)."""
         return self._manifest_digest
 
-    def put_signatures(self, signatures: list[bytes], instance_digest: str | None = None) -> None:
-        if not signatures:
-            return
-        from ..registry.policy import docker_namespaces
-        from ..registry.registries_d import RegistriesD, write_lookaside_signatures
-
+    def _signed_digest(self, instance_digest: str | None) -> str:
         digest = instance_digest or self._manifest_digest
         if digest is None:
             raise TransportError(f"{self.reference}: signatures can only be written after the manifest")
+        return digest
+
+    def _lookaside_for_write(self) -> str:
+        from ..registry.policy import docker_namespaces
+
         ref = self.reference.ref
-        regd = RegistriesD.load(getattr(self.ctx, "registries_d", None))
+        regd = self._regd_conf()
         base = regd.lookaside_base(str(ref), docker_namespaces(ref), ref.path, write=True, use_default=False)
         if base is None:
             raise TransportError(
                 f"{self.reference}: cannot store signatures: the registry has no signature API and no "
                 f"lookaside (lookaside-staging) is configured for it in {regd.directory}"
             )
+        from urllib.parse import urlsplit
+
+        if urlsplit(base).scheme != "file":
+            raise TransportError(f"{self.reference}: cannot store signatures at {base}: only file:// lookaside "
+                                 f"URLs can be written (set lookaside-staging in {regd.directory})")
+        return base
+
+    def supports_signatures(self) -> None:
+        self._lookaside_for_write()
+
+    def supports_sigstore_signatures(self) -> None:
+        from ..registry.policy import docker_namespaces
+
+        ref = self.reference.ref
+        regd = self._regd_conf()
+        if not regd.use_sigstore_attachments(str(ref), docker_namespaces(ref)):
+            raise TransportError(f"{self.reference}: cannot store sigstore signatures: use-sigstore-attachments "
+                                 f"is not enabled for this registry in {regd.directory}")
+
+    def put_signatures(self, signatures: list[bytes], instance_digest: str | None = None) -> None:
+        if not signatures:
+            return
+        from ..registry.registries_d import write_lookaside_signatures
+
+        digest = self._signed_digest(instance_digest)
+        base = self._lookaside_for_write()
         try:
             write_lookaside_signatures(base, digest, signatures)
         except OSError as exc:
             raise TransportError(f"writing signatures to {base}: {exc.strerror or exc}") from None
+
+    def put_sigstore_signatures(self, signatures: list[dict[str, Any]], instance_digest: str | None = None) -> None:
+        """Add the signatures as layers of the OCI manifest tagged ``sha256-<hex>.sig``
+        (cosign's layout), keeping those already there; a signature already present is not
+        added twice."""
+        if not signatures:
+            return
+        import io
+
+        from ..manifest import MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, build_manifest, descriptor_for
+        from ..registry.policy import SIGSTORE_PAYLOAD_MEDIA_TYPE
+        from ..registry.registries_d import MAX_SIGNATURES
+
+        self.supports_sigstore_signatures()
+        digest = self._signed_digest(instance_digest)
+        where = f"{self.reference}: sigstore signatures ({sigstore_tag(digest)})"
+        old = _sigstore_manifest(self.client, self.repo, digest, where)
+        layers = []
+        config: dict[str, Any] = {"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
+        if old is not None:
+            if old.media_type != MEDIA_TYPE_OCI_MANIFEST:
+                raise TransportError(f"{where}: the tag exists and is not an OCI image manifest")
+            try:
+                config = json.loads(_small_blob(self.client, self.repo, old.config, where))
+                if not isinstance(config["rootfs"]["diff_ids"], list):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                raise TransportError(f"{where}: the existing signature config is not an image config") from None
+            layers = list(old.layers)
+        for sig in signatures:
+            payload = bytes(sig["payload"])
+            d = descriptor_for(payload, sig.get("media_type") or SIGSTORE_PAYLOAD_MEDIA_TYPE,
+                               annotations=dict(sig.get("annotations") or {}))
+            if any(l.digest == d.digest and l.media_type == d.media_type and dict(l.annotations or {}) == d.annotations
+                   for l in layers):
+                continue
+            if len(layers) >= MAX_SIGNATURES:
+                raise TransportError(f"{where}: more than {MAX_SIGNATURES} signatures")
+            if self.client.head_blob(self.repo, d.digest, push=True) is None:
+                self.client.upload_blob(self.repo, io.BytesIO(payload), d.digest, d.size)
+            layers.append(d)
+            config["rootfs"]["diff_ids"].append(d.digest)
+        cfg_raw = json.dumps(config, separators=(",", ":")).encode()
+        cdesc = descriptor_for(cfg_raw, MEDIA_TYPE_OCI_CONFIG)
+        if self.client.head_blob(self.repo, cdesc.digest, push=True) is None:
+            self.client.upload_blob(self.repo, io.BytesIO(cfg_raw), cdesc.digest, cdesc.size)
+        self.client.put_manifest(self.repo, sigstore_tag(digest), build_manifest(cdesc, layers), MEDIA_TYPE_OCI_MANIFEST)
 
     def commit(self) -> None:
         """Nothing to do: the image is visible once the manifest is in."""

@@ -812,6 +812,25 @@ def test_token_auth(work, layout, tmp_path):
 # signatures
 
 
+def make_gpg_key(home: str, name: str, pub_dir, passphrase: str = "") -> dict:
+    """A new ed25519 signing key in the GNUPGHOME *home* (created), its public key exported
+    to ``<pub_dir>/<name>.gpg``. Stop its agent with :func:`kill_gpg_agent`."""
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    env = {**os.environ, "GNUPGHOME": home}
+    run([GPG, "--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase, "--quick-gen-key",
+         f"kpod {name} <{name}@example.com>", "ed25519", "sign", "never"], env=env)
+    out = run([GPG, "--batch", "--with-colons", "--list-secret-keys"], env=env).stdout.decode()
+    fpr = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+    pub = os.path.join(str(pub_dir), f"{name}.gpg")
+    with open(pub, "wb") as f:
+        f.write(run([GPG, "--batch", "--export", "--armor", fpr], env=env).stdout)
+    return {"home": home, "fpr": fpr, "pub": pub}
+
+
+def kill_gpg_agent(home: str) -> None:
+    subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True, timeout=30)
+
+
 @pytest.fixture(scope="module")
 def gpg_keys(work):
     if GPG is None:
@@ -821,21 +840,12 @@ def gpg_keys(work):
     try:
         for name in ("trusted", "other"):
             home = str(work / f"gnupg-{name}")
-            os.makedirs(home, mode=0o700)
             homes.append(home)
-            env = {**os.environ, "GNUPGHOME": home}
-            run([GPG, "--batch", "--passphrase", "", "--quick-gen-key", f"kpod {name} <{name}@example.com>",
-                 "ed25519", "sign", "never"], env=env)
-            out = run([GPG, "--batch", "--with-colons", "--list-secret-keys"], env=env).stdout.decode()
-            fpr = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
-            pub = str(work / f"{name}.gpg")
-            with open(pub, "wb") as f:
-                f.write(run([GPG, "--batch", "--export", "--armor", fpr], env=env).stdout)
-            keys[name] = {"home": home, "fpr": fpr, "pub": pub}
+            keys[name] = make_gpg_key(home, name, work)
         yield keys
     finally:
         for home in homes:
-            subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True, timeout=30)
+            kill_gpg_agent(home)
 
 
 def write_policy(path, scope, reqs):
