@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import re
 import signal as _signal
@@ -57,8 +56,9 @@ from .lazyre import lazy
 from .state import FileLock, container_lock_path, register_schema
 from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
 from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
+from .log import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 # Imported on first use: ``create`` and ``ps`` never need conmon, subprocess or shutil, and

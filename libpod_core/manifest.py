@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import platform as _platform
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -366,8 +366,9 @@ def normalize_platform(
 
 def host_platform() -> Platform:
     """The platform kpod runs on, in Go's names (``linux/amd64``, ``linux/arm/v7``...)."""
-    system = _platform.system().lower() or "linux"
-    machine = _platform.machine().lower()
+    uname = os.uname()  # platform.system()/machine(), without importing platform
+    system = uname.sysname.lower() or "linux"
+    machine = uname.machine.lower()
     arch, variant = _MACHINE_ARCH.get(machine, (machine or "unknown", None))
     return Platform(system, arch, variant)
 

@@ -32,17 +32,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import AlreadyExists, ContainerStateError, InvalidArgument, KpodError, NetworkError, NotFound
+from .log import getLogger
 
 if TYPE_CHECKING:
     import socket
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 STATE_FILE = "network.json"
 PROTOCOLS = ("tcp", "udp", "sctp")

@@ -9,7 +9,6 @@ are all loaded, except those named in ``disabled_plugins``. After every load
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +19,9 @@ if TYPE_CHECKING:
 
 from . import epcache, hookspecs
 from .errors import PluginError
+from .log import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 PROJECT = "kpod"
 
@@ -156,6 +156,8 @@ class PluginManager:
         from stevedore.exception import NoMatches
 
         # stevedore logs its own warning for a failed load; ours is the one clear error.
+        import logging
+
         logging.getLogger("stevedore").setLevel(logging.CRITICAL)
         failure: list[BaseException] = []
 

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sqlite3
@@ -35,8 +34,9 @@ from . import containers as _containers  # noqa: F401 - the containers schema co
 from .errors import AlreadyExists, ContainerStateError, InvalidArgument, KpodError, NotFound
 from .network import DEFAULT_POD_SHARE, POD_SHARES, parse_add_host
 from .state import FileLock, register_schema
+from .log import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 SCHEMA_VERSION = 1
 register_schema(

@@ -11,7 +11,6 @@ Drivers are loaded on first use, so building a Runtime is cheap.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from typing import Any
 
@@ -224,8 +223,8 @@ def version_info() -> dict[str, Any]:
     return {
         "Version": __version__,
         "APIVersion": API_VERSION,
-        "PythonVersion": platform.python_version(),
-        "OsArch": f"{sys.platform}/{platform.machine()}",
+        "PythonVersion": sys.version.split()[0],  # platform.python_version(), without platform
+        "OsArch": f"{sys.platform}/{os.uname().machine}",
     }
 
 
@@ -255,7 +254,7 @@ def host_info(rt: Runtime | None = None) -> dict[str, Any]:
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) * 1024
     info: dict[str, Any] = {
-        "arch": platform.machine(),
+        "arch": uname.machine,
         "os": sys.platform,
         "kernel": uname.release,
         "hostname": uname.nodename,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import resource
 import stat
@@ -1024,7 +1023,7 @@ def parse_device(spec: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
 # ---------------------------------------------------------------------------------------
 
 def native_seccomp_arch(machine: str | None = None) -> str:
-    machine = (machine or platform.machine()).lower()
+    machine = (machine or os.uname().machine).lower()  # platform.machine(), without importing platform
     try:
         return _ARCH_ALIASES[machine]
     except KeyError:

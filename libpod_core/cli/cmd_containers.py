@@ -16,8 +16,11 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..errors import EXIT_ENGINE, InvalidArgument, KpodError, NotFound
+from ..errors import InvalidArgument, KpodError, NotFound
 from ..lazyre import lazy
+from . import bodies
+from .base import Failures, echo_err
+from .bodies import _terminal_size, _write_all, attach_and_start, parse_detach_keys  # noqa: F401 - cmd_containers_more uses some
 from .formatting import render_many, to_json, Template
 
 _RUN_CTX = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
@@ -28,29 +31,8 @@ def _mgr(state):
     return state.runtime.containers
 
 
-def _echo_err(msg: str) -> None:
-    from .main import one_line
-
-    click.echo(f"Error: {one_line(msg)}", err=True)
-
-
-class _Failures:
-    """Per-container errors for commands that act on several containers: each is printed
-    as it happens; the command exits with the most relevant code at the end."""
-
-    def __init__(self) -> None:
-        self.code = 0
-
-    def add(self, exc: Exception, code: int | None = None) -> None:
-        msg = exc.message if isinstance(exc, KpodError) else str(exc)
-        _echo_err(msg)
-        c = code if code is not None else (exc.exit_code if isinstance(exc, KpodError) else EXIT_ENGINE)
-        if self.code == 0 or c == EXIT_ENGINE:
-            self.code = c
-
-    def exit(self) -> None:
-        if self.code:
-            raise click.exceptions.Exit(self.code)
+_echo_err = echo_err
+_Failures = Failures  # one error-report style for multi-object commands (base.Failures)
 
 
 def _targets(state, names: Iterable[str], all_: bool = False, latest: bool = False,
@@ -77,16 +59,6 @@ def _targets(state, names: Iterable[str], all_: bool = False, latest: bool = Fal
 # ---------------------------------------------------------------------------------------
 # create / run
 # ---------------------------------------------------------------------------------------
-
-def _kv_list(items: Iterable[str], what: str, need_value: bool = False) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key or (need_value and not sep):
-            raise InvalidArgument(f"invalid {what} {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
 
 def create_flags(f):
     """The flags create and run share (podman's names)."""
@@ -148,65 +120,6 @@ def create_flags(f):
     return f
 
 
-def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]):
-    from ..containers import CreateOptions
-    from .cmd_network import network_options_from_flags
-
-    labels = _kv_list(kw["label"], "label")
-    annotations = _kv_list(kw["annotation"], "annotation", need_value=True)
-    sysctls = _kv_list(kw["sysctl"], "sysctl", need_value=True)
-    return CreateOptions(
-        image=image,
-        command=list(command) if command else None,
-        name=kw["name"],
-        entrypoint=kw["entrypoint"],
-        env=list(kw["env"]),
-        env_files=list(kw["env_file"]),
-        workdir=kw["workdir"],
-        user=kw["user"],
-        group_add=list(kw["group_add"]),
-        hostname=kw["hostname"],
-        tty=kw["tty"],
-        interactive=kw["interactive"],
-        volumes=list(kw["volume"]),
-        mounts=list(kw["mount"]),
-        tmpfs=list(kw["tmpfs"]),
-        image_volume=kw["image_volume"],
-        read_only=kw["read_only"],
-        cap_add=list(kw["cap_add"]),
-        cap_drop=list(kw["cap_drop"]),
-        privileged=kw["privileged"],
-        security_opt=list(kw["security_opt"]),
-        memory=kw["memory"],
-        memory_swap=kw["memory_swap"],
-        memory_reservation=kw["memory_reservation"],
-        cpus=kw["cpus"],
-        cpu_shares=kw["cpu_shares"],
-        cpuset_cpus=kw["cpuset_cpus"],
-        cpuset_mems=kw["cpuset_mems"],
-        pids_limit=kw["pids_limit"],
-        ulimits=list(kw["ulimit"]),
-        shm_size=kw["shm_size"],
-        sysctls=sysctls,
-        oom_score_adj=kw["oom_score_adj"],
-        ipc=kw["ipc"],
-        uts=kw["uts"],
-        pid=kw["pid"],
-        cgroup_parent=kw["cgroup_parent"],
-        labels=labels,
-        annotations=annotations,
-        init=kw["init"],
-        restart=kw["restart"],
-        pull=kw["pull"],
-        network=kw["network"],
-        **network_options_from_flags(kw),
-        rm=kw["rm"],
-        stop_signal=kw["stop_signal"],
-        stop_timeout=kw["stop_timeout"],
-        create_command=["kpod", *sys.argv[1:]] if sys.argv else [],
-    )
-
-
 @click.command(context_settings=_RUN_CTX)
 @create_flags
 @click.argument("image")
@@ -214,17 +127,7 @@ def _options_from_flags(image: str, command: tuple[str, ...], kw: dict[str, Any]
 @click.pass_obj
 def create(state, image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Create a container from IMAGE without starting it; prints its ID."""
-    c = _create(_mgr(state), _options_from_flags(image, command, kw))
-    click.echo(c.id)
-
-
-def _create(mgr, opts, **kw):
-    """``create``/``run``: through the pods module only with ``--pod`` (which may make one)."""
-    if opts.pod:
-        from ..pods import create_with_pod
-
-        return create_with_pod(mgr, opts, **kw)
-    return mgr.create(opts, **kw)
+    bodies.create(state, image, command, **kw)
 
 
 @click.command(context_settings=_RUN_CTX)
@@ -244,147 +147,7 @@ def run(state, image: str, command: tuple[str, ...], detach: bool, detach_keys: 
     Exits with the container's exit code; 125 when kpod fails, 126 when the command cannot
     be invoked, 127 when it is not found.
     """
-    opts = _options_from_flags(image, command, kw)
-    if detach and opts.rm and opts.restart not in ("no", ""):
-        raise InvalidArgument('the --rm option conflicts with --restart, when the restart policy is not "" and "no"')
-    keys = parse_detach_keys(detach_keys)
-    mgr = _mgr(state)
-    c = _create(mgr, opts, keep_mounted=True)
-    try:
-        if detach:
-            c.start()
-            click.echo(c.id)
-            return
-        code = attach_and_start(c, stdin=opts.interactive, tty=opts.tty, detach_keys=keys, sig_proxy=sig_proxy)
-    except BaseException:
-        if opts.rm:
-            _quiet_remove(c)
-        else:
-            _release_mount(c)
-        raise
-    if code is None:  # detached with the detach keys
-        return
-    if opts.rm:
-        _quiet_remove(c)
-    raise click.exceptions.Exit(code)
-
-
-def _quiet_remove(c) -> None:
-    try:
-        c.remove(force=True)
-    except NotFound:
-        pass
-    except KpodError as exc:
-        _echo_err(exc.message)
-
-
-def _release_mount(c) -> None:
-    """run's create kept the rootfs mounted for start; give it back when start failed."""
-    try:
-        with c.locked():
-            if c.row["status"] == "configured":
-                c.unmount()
-    except KpodError:
-        pass
-
-
-# ---------------------------------------------------------------------------------------
-# attaching: stream stdio over conmon's attach socket
-# ---------------------------------------------------------------------------------------
-
-def parse_detach_keys(spec: str) -> bytes:
-    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; "" disables detaching."""
-    out = bytearray()
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        low = part.lower()
-        if low.startswith("ctrl-") and len(low) == 6:
-            ch = low[5]
-            if "a" <= ch <= "z":
-                out.append(ord(ch) - ord("a") + 1)
-                continue
-            codes = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-            if ch in codes:
-                out.append(codes[ch])
-                continue
-        elif len(part) == 1:
-            out.append(ord(part))
-            continue
-        raise InvalidArgument(f"invalid detach keys {spec!r}: expected a list like ctrl-p,ctrl-q")
-    return bytes(out)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    from ..conmon import write_all  # conmon is imported lazily: keep 'kpod ps' light
-
-    write_all(fd, data)
-
-
-def _terminal_size() -> tuple[int, int] | None:
-    """(rows, columns) of the terminal on stdout or stdin, if any."""
-    for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
-        try:
-            if os.isatty(fd):
-                size = os.get_terminal_size(fd)
-                if size.lines and size.columns:
-                    return size.lines, size.columns
-        except OSError:
-            continue
-    return None
-
-
-def attach_and_start(c, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11", sig_proxy: bool = True,
-                     start: bool = True) -> int | None:
-    """Initialise *c*, connect to its attach socket, start it and stream until it exits.
-    Returns the exit code, or None when the user detached."""
-    import signal
-    import termios
-    import tty as ttymod
-
-    from .. import conmon
-
-    in_fd = sys.stdin.fileno() if stdin else None
-    raw_saved = None
-    old_handlers: dict[int, Any] = {}
-
-    def resize(*_a) -> None:
-        size = _terminal_size()
-        if size:
-            conmon.resize(c.bundle, *size)
-
-    if start:
-        c.init(console_size=_terminal_size() if tty else None)
-    sock = conmon.connect_attach(c.attach_path)
-
-    def proxy(signum, _frame) -> None:
-        try:
-            c.mgr.runtime_hook(c.runtime).runtime_kill(container_id=c.id, signal=signum, all_processes=False)
-        except KpodError:
-            pass
-
-    try:
-        if tty and in_fd is not None and os.isatty(in_fd):
-            raw_saved = termios.tcgetattr(in_fd)
-            ttymod.setraw(in_fd)
-        if tty:
-            old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
-        elif sig_proxy:
-            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-                old_handlers[s] = signal.signal(s, proxy)
-        if start:
-            c.start()
-        if tty:
-            resize()
-        out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
-        sys.stdout.flush()
-        if not conmon.relay(sock, in_fd=in_fd, out_fd=out_fd, err_fd=err_fd, detach_keys=detach_keys, tty=tty):
-            return None  # detached: the container goes on
-    finally:
-        if raw_saved is not None:
-            termios.tcsetattr(in_fd, termios.TCSADRAIN, raw_saved)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        sock.close()
-    return c.wait()
+    bodies.run(state, image, command, detach, detach_keys, sig_proxy, **kw)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import click
 
 from ..errors import InvalidArgument, KpodError, NotFound
+from .bodies import network_options_from_flags  # noqa: F401 - the flags below, parsed without click
 from .formatting import Template, align_tabs, render_many, to_json
 
 _CTX = {"help_option_names": ["-h", "--help"]}
@@ -44,31 +45,6 @@ def network_flags() -> list:
         click.option("--pod", "pods", multiple=True, metavar="NAME",
                      help="Join this pod (new:NAME creates it)"),
     ]
-
-
-def network_options_from_flags(kw: dict[str, Any]) -> dict[str, Any]:
-    """CreateOptions keyword arguments from the flags of :func:`network_flags`."""
-    from ..network import parse_publish
-
-    ports: list[dict] = []
-    for spec in kw.get("publish") or ():
-        ports += parse_publish(spec)
-    pods = list(dict.fromkeys(kw.get("pods") or ()))
-    if len(pods) > 1:
-        raise InvalidArgument(f"a container can only join one pod (--pod {' --pod '.join(pods)})")
-    return {
-        "ports": ports,
-        "publish_all": bool(kw.get("publish_all")),
-        "ip": kw.get("ip"),
-        "mac_address": kw.get("mac_address"),
-        "network_aliases": list(dict.fromkeys(kw.get("network_aliases") or ())),
-        "dns": list(kw.get("dns") or ()),
-        "dns_search": list(kw.get("dns_search") or ()),
-        "dns_option": list(kw.get("dns_option") or ()),
-        "add_host": list(kw.get("add_host") or ()),
-        "no_hosts": bool(kw.get("no_hosts")),
-        "pod": pods[0] if pods else None,
-    }
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import click
 
 from ..errors import InvalidArgument, KpodError, NotFound
+from . import bodies
 from .cmd_containers import _echo_err, _Failures  # one error-report style for multi-object commands
 from .formatting import Template, align_tabs, render_many, to_json
 
@@ -21,23 +22,7 @@ def _pods(state):
     return state.runtime.pods
 
 
-def _targets(state, names: Iterable[str], all_: bool = False, latest: bool = False):
-    mgr = _pods(state)
-    names = list(names)
-    if all_ or latest:
-        if names:
-            raise InvalidArgument("--all and --latest take no pod names")
-        pods = mgr.list()
-        return [(p.id, p) for p in (pods if all_ else pods[:1])]
-    if not names:
-        raise InvalidArgument("you must provide at least one pod name or ID")
-    out = []
-    for n in names:
-        try:
-            out.append((n, mgr.get(n)))
-        except KpodError as exc:
-            out.append((n, exc))
-    return out
+_targets = bodies.pod_targets
 
 
 def _kv(items: Iterable[str], what: str) -> dict[str, str]:
@@ -99,20 +84,9 @@ def pod_create(state, name: str | None, publish: tuple[str, ...], infra: bool, i
                dns: tuple[str, ...], dns_search: tuple[str, ...], dns_option: tuple[str, ...],
                add_host: tuple[str, ...], no_hosts: bool) -> None:
     """Create a new, empty pod; prints its ID."""
-    from ..network import parse_publish
-    from ..pods import PodOptions
-
-    ports: list[dict] = []
-    for spec in publish:
-        ports += parse_publish(spec)
-    opts = PodOptions(
-        name=name, infra=infra, share=share, hostname=hostname, labels=_kv(label, "label"),
-        cgroup_parent=cgroup_parent, cpus=cpus, memory=memory, network=network, ports=ports, ip=ip,
-        mac_address=mac_address, dns=list(dns), dns_search=list(dns_search), dns_option=list(dns_option),
-        add_host=list(add_host), no_hosts=no_hosts, create_command=["kpod", *sys.argv[1:]] if sys.argv else [],
-        infra_image=infra_image, infra_command=infra_command, infra_name=infra_name,
-    )
-    click.echo(_pods(state).create(opts).id)
+    bodies.pod_create(state, name, publish, infra, infra_image, infra_command, infra_name, share, hostname,
+                      label, cgroup_parent, cpus, memory, network, ip, mac_address, dns, dns_search,
+                      dns_option, add_host, no_hosts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,22 +280,7 @@ def pod_exists(state, name: str) -> None:
 # lifecycle
 # ---------------------------------------------------------------------------------------
 
-def _each(state, names, all_: bool, latest: bool, action: Callable[[Any], list]) -> None:
-    fails = _Failures()
-    for raw, p in _targets(state, names, all_, latest):
-        if isinstance(p, Exception):
-            fails.add(p)
-            continue
-        try:
-            errors = action(p) or []
-        except KpodError as exc:
-            fails.add(exc)
-            continue
-        for c, exc in errors:
-            fails.add(KpodError(f"{exc.message} (container {c.name})", exit_code=exc.exit_code))
-        if not errors:
-            click.echo(p.id)
-    fails.exit()
+_each = bodies.each_pod
 
 
 @pod.command("start", context_settings=_CTX)
@@ -331,7 +290,7 @@ def _each(state, names, all_: bool, latest: bool, action: Callable[[Any], list])
 @click.pass_obj
 def pod_start(state, all_: bool, latest: bool, names: tuple[str, ...]) -> None:
     """Start pods: the infra container, then every container of the pod."""
-    _each(state, names, all_, latest, lambda p: p.start())
+    bodies.pod_start(state, all_, latest, names)
 
 
 @pod.command("stop", context_settings=_CTX)

@@ -6,14 +6,15 @@ Commands are registered by name in :data:`COMMANDS` and imported only when invok
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from typing import Any
 
 import click
 
-from ..errors import EXIT_ENGINE, KpodError
+from ..errors import EXIT_ENGINE
+from .base import FLAG_KEYS, CliState, report, wants_debug  # noqa: F401 - FLAG_KEYS, CliState: public names
+from .base import one_line  # noqa: F401 - commands import it from here
+from .base import setup_logging as _setup_logging
 
 # name -> (module under libpod_core.cli, attribute, one-line help shown by `kpod --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -116,49 +117,6 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-class CliState:
-    """Global flags, and the Runtime built from them on first use."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-        self._runtime = None
-        self.debug = params.get("log_level") == "debug"
-
-    def overrides(self) -> tuple[dict[str, Any], dict[str, str]]:
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for param, (key, flag) in FLAG_KEYS.items():
-            v = self.params.get(param)
-            if v is None or v == ():
-                continue
-            if key == "conmon_path":
-                v = [v]
-            elif isinstance(v, tuple):
-                v = list(v)
-            values[key] = v
-            sources[key] = f"flag {flag}"
-        return values, sources
-
-    @property
-    def runtime(self):
-        if self._runtime is None:
-            from ..runtime import Runtime
-
-            values, sources = self.overrides()
-            self._runtime = Runtime(config_file=self.params.get("config"), override_source=sources, **values)
-            level = self._runtime.config.log_level
-            _setup_logging(level)
-            self.debug = self.debug or level == "debug"
-        return self._runtime
-
-
-def _setup_logging(level: str) -> None:
-    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-    logging.basicConfig(
-        level=levels.get(level, logging.CRITICAL), format="time=%(asctime)s level=%(levelname)s msg=%(message)s"
-    )
-
-
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -195,18 +153,6 @@ def cli(ctx: click.Context, show_version: bool, **params: Any) -> None:
         ctx.exit(0)
 
 
-def one_line(msg: str) -> str:
-    """Errors are one line: fold a multi-line message (pluggy's, a runtime's) with '; '."""
-    return "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
-
-
-def _wants_debug(argv: list[str]) -> bool:
-    for i, a in enumerate(argv):
-        if a == "--log-level=debug" or (a == "--log-level" and i + 1 < len(argv) and argv[i + 1] == "debug"):
-            return True
-    return os.environ.get("KPOD_LOG_LEVEL") == "debug"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and turns errors into ``Error: ...``."""
     args = sys.argv[1:] if argv is None else argv
@@ -215,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: list[str]) -> int:
-    debug = _wants_debug(args)
+    debug = wants_debug(args)
     try:
         rv = cli.main(args=args, prog_name="kpod", standalone_mode=False)
         # click returns (not raises) the code of a click.exceptions.Exit without standalone mode
@@ -229,29 +175,7 @@ def run(args: list[str]) -> int:
         msg = one_line(e.format_message())
         click.echo(f"Error: {msg}", err=True)
         return EXIT_ENGINE
-    except KpodError as e:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        click.echo(f"Error: {one_line(e.message)}", err=True)
-        return e.exit_code
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
-        return 130
-    except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
-    except Exception as e:  # an engine bug or an unexpected system error
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        detail = str(e) or type(e).__name__
-        if isinstance(e, OSError) and e.filename:
-            detail = f"{e.strerror or detail}: {e.filename}"
-        click.echo(f"Error: {one_line(detail)}", err=True)
-        return EXIT_ENGINE
+    except Exception as e:
+        return report(e, debug)
+    except KeyboardInterrupt as e:
+        return report(e, debug)

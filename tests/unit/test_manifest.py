@@ -892,8 +892,10 @@ def test_format_rfc3339(when, expected):
     ],
 )
 def test_host_platform(monkeypatch, machine, system, expected):
-    monkeypatch.setattr(m._platform, "machine", lambda: machine)
-    monkeypatch.setattr(m._platform, "system", lambda: system)
+    import types
+
+    uname = types.SimpleNamespace(sysname=system, machine=machine)
+    monkeypatch.setattr(m.os, "uname", lambda: uname)
     assert str(host_platform()) == expected
 
 

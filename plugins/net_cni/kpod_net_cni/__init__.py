@@ -20,7 +20,6 @@ Importing this module is cheap: pyroute2 is imported only where it is needed.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import re
 from typing import Any, Iterable
@@ -28,6 +27,7 @@ from typing import Any, Iterable
 import pluggy
 
 from libpod_core.errors import AlreadyExists, InvalidArgument, KpodError, NetworkError, NotFound
+from libpod_core.log import getLogger
 
 from . import netns as _netns
 from .cni import CNIExecutor, normalize_result, version_tuple
@@ -50,7 +50,7 @@ from .networks import (
 __all__ = ["CNIBackend"]
 
 hookimpl = pluggy.HookimplMarker("kpod")
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # CNI_CONTAINERID (spec 1.0)

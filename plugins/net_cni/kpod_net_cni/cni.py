@@ -14,15 +14,17 @@ the network's file changed or was removed in the meantime.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 from libpod_core.errors import NetworkError
+from libpod_core.log import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 CACHE_KIND = "kpodCniCacheV1"
 DEFAULT_TIMEOUT = 60.0
@@ -41,6 +43,8 @@ _ERROR_CODES = {
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    import subprocess
+
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -112,6 +116,8 @@ class CNIExecutor:
         env.update(self.plugin_env.get(ptype) or {})
         env.update(cni_env)
         where = f"network {network}: " if network else ""
+        import subprocess  # here: a command that runs no plugin (create, ps) does not import it
+
         try:
             # Own process group: on a timeout the plugin and whatever it started (iptables...)
             # are killed together, and nothing keeps our pipes open afterwards.

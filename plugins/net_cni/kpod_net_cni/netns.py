@@ -7,12 +7,11 @@ iproute2, ``<dir>`` itself is made a shared mount so that the namespace mount an
 propagate to mount namespaces created later (containers, conmon), which would otherwise keep
 a removed namespace alive.
 
-Only ctypes and the standard library are used: no fork, no pyroute2 import.
+Only ctypes (imported on first use) and the standard library: no fork, no pyroute2 import.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -34,28 +33,43 @@ _libc = None
 
 
 def _c():
+    """libc through ctypes, imported on first use (creating a container needs neither)."""
     global _libc
     if _libc is None:
+        import ctypes
+
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
+def _ulong(v: int):
+    import ctypes
+
+    return ctypes.c_ulong(v)
+
+
 def _oserror(what: str, path: str) -> OSError:
-    err = ctypes.get_errno()
+    err = _errno()
     return OSError(err, f"{what}: {os.strerror(err)}", path)
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
     src = source.encode() if source is not None else None
     fst = fstype.encode() if fstype is not None else None
-    if _c().mount(src, target.encode(), fst, ctypes.c_ulong(flags), None) != 0:
+    if _c().mount(src, target.encode(), fst, _ulong(flags), None) != 0:
         raise _oserror("mount", target)
 
 
 def _umount(target: str) -> int:
     """Lazily unmount *target*; returns 0 or the errno."""
     if _c().umount2(target.encode(), MNT_DETACH) != 0:
-        return ctypes.get_errno()
+        return _errno()
     return 0
 
 
@@ -84,9 +98,9 @@ def _mountinfo() -> list[tuple[str, str]]:
 def _ensure_shared_dir(directory: str) -> None:
     os.makedirs(directory, mode=0o755, exist_ok=True)
     flags = MS_SHARED | MS_REC
-    if _c().mount(b"none", directory.encode(), None, ctypes.c_ulong(flags), None) == 0:
+    if _c().mount(b"none", directory.encode(), None, _ulong(flags), None) == 0:
         return
-    if ctypes.get_errno() != errno.EINVAL:  # EINVAL: not a mount point yet
+    if _errno() != errno.EINVAL:  # EINVAL: not a mount point yet
         raise _oserror("make shared", directory)
     _mount(directory, directory, None, MS_BIND | MS_REC)
     _mount("none", directory, None, flags)

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import ipaddress
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from libpod_core.errors import AlreadyExists, InvalidArgument, NetworkError, NotFound
+from libpod_core.log import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 CONF_EXTS = (".conflist", ".conf", ".json")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -156,6 +155,8 @@ def _valid_net(s: Any) -> bool:
 
 
 def network_id(name: str) -> str:
+    import hashlib
+
     return hashlib.sha256(name.encode()).hexdigest()
 
 

@@ -17,7 +17,6 @@ in the one page the kernel accepts for mount options.
 from __future__ import annotations
 
 import os
-import subprocess
 
 from libpod_core.errors import StorageError
 from libpod_core.graphdriver import GraphDriverBase, dir_size, fs_type, hookimpl, is_mountpoint, mount, rmtree, umount
@@ -160,6 +159,8 @@ class OverlayDriver(GraphDriverBase):
             except StorageError as exc:
                 raise StorageError(f"mount overlay for layer {layer_id}: {exc}") from None
             return
+        import subprocess  # only for mount(8): the common mount above is a system call
+
         proc = subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
             cwd=self.home,
@@ -233,6 +234,8 @@ def _overlay_supported() -> bool:
     except OSError:
         return False
     # The module may load on first use.
+    import subprocess
+
     subprocess.run(["modprobe", "overlay"], capture_output=True)
     try:
         with open("/proc/filesystems") as f:
