@@ -544,11 +544,14 @@ def save_images(rt, names: list[str], output: str, *, fmt: str = "docker-archive
     if fmt != "docker-archive" and len(resolved) > 1:
         raise InvalidArgument(f"--format {fmt} holds one image; use docker-archive for several")
     compression = "gzip" if compress and fmt == "docker-dir" else None
+    # Like podman save: signatures (of a pulled signed image) are dropped in every format;
+    # they sign a registry manifest, which an archive does not keep.
     if fmt == "docker-archive":
         with DockerArchiveWriter(output) as writer:
             for img, tag in resolved:
                 ctx = rt.system_context(quiet=quiet)
-                copy_image(storage_reference(rt, img.id), writer.reference([tag] if tag else []), ctx)
+                copy_image(storage_reference(rt, img.id), writer.reference([tag] if tag else []), ctx,
+                           remove_signatures=True)
         return
     img, tag = resolved[0]
     if fmt == "oci-archive":
@@ -559,4 +562,4 @@ def save_images(rt, names: list[str], output: str, *, fmt: str = "docker-archive
         dst = f"dir:{output}"
     ctx = rt.system_context(quiet=quiet)
     copy_image(storage_reference(rt, img.id), parse_image_reference(dst, rt.config), ctx,
-               format="v2s2" if fmt == "docker-dir" else "oci", compression=compression)
+               format="v2s2" if fmt == "docker-dir" else "oci", compression=compression, remove_signatures=True)

@@ -185,6 +185,8 @@ def test_pushing_a_signed_image_again_needs_remove_signatures(kp, reg, gpg, tmp_
     kp("pull", "-q", "--signature-policy", policy, f"{reg.addr}/one/busybox:1")
     proc = kp("push", "--format", "v2s2", f"{reg.addr}/one/busybox:1", f"{reg.addr}/two/busybox:1", check=False)
     assert_one_error_line(proc, 125, "signatures")
+    for fmt in ("docker-archive", "oci-archive", "docker-dir"):  # save drops them, as podman's does
+        kp("save", "--format", fmt, "-o", str(tmp_path / f"saved-{fmt}"), f"{reg.addr}/one/busybox:1")
     assert tags(reg, "two/busybox") == []
     digestfile = tmp_path / "digest"
     kp("push", "--format", "v2s2", "--remove-signatures", "--sign-by", t["fpr"], "--digestfile", str(digestfile),
