@@ -140,7 +140,9 @@ CGROUP_PARENT = "/kpod"
 # create options
 # ---------------------------------------------------------------------------------------
 
-@dataclass
+# eq/repr are not generated: nothing compares or prints these, and for this many fields
+# generating them is a millisecond of every command's start-up
+@dataclass(eq=False, repr=False)
 class CreateOptions:
     """What ``kpod create``/``kpod run`` collected. Stored (as JSON) with the container."""
 

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import signal as _signal
-import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 import pluggy
 
@@ -80,6 +82,8 @@ class OCIRuntimeDriver:
         return {**os.environ, **extra} if extra else None
 
     def run(self, *args: str, check: bool = True, timeout: float | None = 120, **kw: Any) -> subprocess.CompletedProcess:
+        import subprocess  # here, not at import: creating a container runs no runtime command
+
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         cmd = [self.executable(), *self.global_args(), *args]
         try:
@@ -123,6 +127,8 @@ class OCIRuntimeDriver:
     @hookimpl
     def runtime_version(self):
         if self._version is None:
+            import subprocess
+
             try:
                 out = subprocess.run([self.path, "--version"], capture_output=True, text=True, timeout=20).stdout
             except (OSError, subprocess.SubprocessError) as exc:
@@ -158,6 +164,7 @@ class OCIRuntimeDriver:
         The container keeps the inherited descriptors open, so the runtime's stderr goes to
         a temporary file rather than a pipe (a pipe would never reach EOF).
         """
+        import subprocess
         import tempfile
 
         os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -238,6 +245,8 @@ class OCIRuntimeDriver:
             args += ["--console-socket", console_socket]
         if detach:
             return self._run_detached("exec", args + ["--detach"], container_id)
+        import subprocess
+
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         cmd = [self.executable(), *self.global_args(), *args, container_id]
         return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -111,12 +111,22 @@ def _impl_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return sorted(caller.name for caller in (pm.get_hookcallers(plugin) or []))
 
 
+class _PluggyManager(pluggy.PluginManager):
+    """pluggy's manager, minus a static lookup of every dunder attribute of every plugin
+    registered (a third of a driver's start-up): no hook implementation has such a name."""
+
+    def parse_hookimpl_opts(self, plugin, name: str):
+        if name[:2] == "__" and name[-2:] == "__":
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
 class PluginManager:
     """Owns the pluggy manager, the selected drivers and the general plugins."""
 
     def __init__(self, config) -> None:
         self.config = config
-        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm = _PluggyManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.hook = self.pm.hook
         self._drivers: dict[str, tuple[str, object]] = {}
@@ -190,16 +200,14 @@ class PluginManager:
                 raise
             raise PluginError(f"{kind} driver {name!r} ({value}) failed to start: {exc}") from exc
         self._register(obj, f"{kind}:{name}", f"{kind} driver {name!r} ({value})")
-        missing = [h for h in hookspecs.REQUIRED_HOOKS.get(kind, ()) if not self._implements(obj, h)]
+        implemented = set(_impl_names(self.pm, obj))
+        missing = [h for h in hookspecs.REQUIRED_HOOKS.get(kind, ()) if h not in implemented]
         if missing:
             self.pm.unregister(obj)
             raise PluginError(
                 f"{kind} driver {name!r} ({value}) does not implement required hooks: {', '.join(missing)}"
             )
         return obj
-
-    def _implements(self, obj: object, hook: str) -> bool:
-        return hook in _impl_names(self.pm, obj)
 
     def _register(self, obj: object, reg_name: str, label: str) -> None:
         try:

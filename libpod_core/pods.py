@@ -68,7 +68,9 @@ def pause_image_name() -> str:
     return f"{PAUSE_REPO}:{__version__}"
 
 
-@dataclass
+# eq/repr are not generated: nothing compares or prints these, and for this many fields
+# generating them is a millisecond of every command's start-up
+@dataclass(eq=False, repr=False)
 class PodOptions:
     """What ``kpod pod create`` collected. Stored (as JSON) with the pod."""
 

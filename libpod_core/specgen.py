@@ -185,7 +185,9 @@ _UTS_SYSCTLS = frozenset({"kernel.domainname", "kernel.hostname"})
 DEFAULT_SECCOMP_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "seccomp.json")
 
 
-@dataclass
+# eq/repr are not generated: nothing compares or prints these, and for this many fields
+# generating them is a millisecond of every command's start-up
+@dataclass(eq=False, repr=False)
 class SpecOptions:
     """Everything ``kpod create``/``kpod run`` hands to :func:`generate_spec`.
 

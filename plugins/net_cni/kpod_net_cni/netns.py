@@ -16,7 +16,6 @@ import errno
 import fcntl
 import os
 import struct
-import threading
 from contextlib import contextmanager
 
 CLONE_NEWNET = 0x40000000
@@ -134,6 +133,8 @@ def _new_ns_thread(path: str, box: dict) -> None:
         if _c().unshare(CLONE_NEWNET) != 0:
             raise _oserror("unshare", path)
         _lo_up()
+        import threading  # imported already by the caller that started this thread
+
         _mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND)
     except BaseException as exc:  # handed to the caller
         box["error"] = exc
@@ -158,6 +159,8 @@ def create(path: str) -> str:
             os.unlink(path)
             fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         os.close(fd)
+        import threading  # here: a command that makes no namespace (create) does not import it
+
         box: dict = {}
         t = threading.Thread(target=_new_ns_thread, args=(path, box), name="kpod-netns", daemon=True)
         t.start()
@@ -227,6 +230,8 @@ def link_exists(path: str, ifname: str) -> bool:
 
     A short-lived thread joins the namespace (only that thread moves) and looks the name up.
     """
+    import threading
+
     box: dict = {}
     t = threading.Thread(target=_probe_thread, args=(path, ifname, box), name="kpod-netns-probe", daemon=True)
     t.start()
