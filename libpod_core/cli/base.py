@@ -77,6 +77,18 @@ class Failures:
             raise CommandExit(self.code)
 
 
+def lookup_each(mgr, names) -> list[tuple[str, Any]]:
+    """(raw input, the object, or the error looking it up raised) for each name, so that a
+    command acting on several reports each missing one and goes on with the rest."""
+    out = []
+    for n in names:
+        try:
+            out.append((n, mgr.get(n)))
+        except KpodError as exc:
+            out.append((n, exc))
+    return out
+
+
 def setup_logging(level: str) -> None:
     """The CLI's log level (libpod_core.log: logging itself is imported only when a record
     at or above it comes)."""

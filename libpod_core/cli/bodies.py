@@ -14,7 +14,7 @@ import sys
 from typing import Any, Callable, Iterable
 
 from ..errors import InvalidArgument, KpodError, NotFound
-from .base import CommandExit, Failures, echo, echo_err
+from .base import CommandExit, Failures, echo, echo_err, lookup_each
 
 
 def _kv_list(items: Iterable[str], what: str, need_value: bool = False) -> dict[str, str]:
@@ -290,13 +290,7 @@ def pod_targets(state, names: Iterable[str], all_: bool = False, latest: bool = 
         return [(p.id, p) for p in (pods if all_ else pods[:1])]
     if not names:
         raise InvalidArgument("you must provide at least one pod name or ID")
-    out = []
-    for n in names:
-        try:
-            out.append((n, mgr.get(n)))
-        except KpodError as exc:
-            out.append((n, exc))
-    return out
+    return lookup_each(mgr, names)
 
 
 def each_pod(state, names, all_: bool, latest: bool, action: Callable[[Any], list]) -> None:

@@ -19,7 +19,7 @@ import click
 from ..errors import InvalidArgument, KpodError, NotFound
 from ..lazyre import lazy
 from . import bodies
-from .base import Failures, echo_err
+from .base import Failures, echo_err, lookup_each
 from .bodies import _terminal_size, _write_all, attach_and_start, parse_detach_keys  # noqa: F401 - cmd_containers_more uses some
 from .formatting import render_many, to_json, Template
 
@@ -47,13 +47,7 @@ def _targets(state, names: Iterable[str], all_: bool = False, latest: bool = Fal
         return [(c.id, c) for c in cs if select is None or select(c)]
     if not names:
         raise InvalidArgument("you must provide at least one container name or ID")
-    out = []
-    for n in names:
-        try:
-            out.append((n, mgr.get(n)))
-        except KpodError as exc:
-            out.append((n, exc))
-    return out
+    return lookup_each(mgr, names)
 
 
 # ---------------------------------------------------------------------------------------
