@@ -55,6 +55,11 @@ class ConmonOptions:
     log_level: str = "warning"
     log_size_max: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: descriptors conmon inherits and keeps open until the container exits (the published
+    #: host ports' sockets): conmon 2.1 notes every descriptor open at its start and closes
+    #: them only before writing the exit file; its exit command and runc/crun's container
+    #: process do not get them (both close descriptors above 2 before exec)
+    extra_fds: Sequence[int] = ()
 
     def argv(self) -> list[str]:
         cid = self.container_id
@@ -141,8 +146,8 @@ def spawn(opts: ConmonOptions) -> tuple[int, int]:
         with tempfile.TemporaryFile() as err:
             try:
                 # conmon writes some files (an "oom" marker) to its working directory: the bundle
-                proc = subprocess.Popen(opts.argv(), pass_fds=(sync_w, start_r), env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=err, close_fds=True,
+                proc = subprocess.Popen(opts.argv(), pass_fds=(sync_w, start_r, *opts.extra_fds), env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, close_fds=True,
                                         start_new_session=True, cwd=opts.bundle)
             except OSError as exc:
                 raise RuntimeFailure(f"cannot run conmon {opts.conmon_path}: {exc.strerror}") from None

@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterator, Sequence
 from .errors import (
     AlreadyExists,
     ContainerStateError,
+    InUse,
     InvalidArgument,
     KpodError,
     NotFound,
@@ -124,6 +125,48 @@ register_schema(
     )
     """,
 )
+
+# Namespaces joined from another container (``--network/--ipc/--uts/--pid container:ID``, a
+# pod member's infra): one row per (dependent, dependency). ``depends_on`` has no ON DELETE
+# action, so SQLite itself refuses to delete a container others depend on. A database made
+# before this table gets it filled from the containers' stored options.
+DEPENDENCIES_SCHEMA_VERSION = 1
+register_schema(
+    "container_dependencies",
+    DEPENDENCIES_SCHEMA_VERSION,
+    """
+    CREATE TABLE IF NOT EXISTS container_dependencies (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        depends_on TEXT NOT NULL REFERENCES containers(id),
+        PRIMARY KEY (container_id, depends_on)
+    );
+    CREATE INDEX IF NOT EXISTS container_dependencies_by_target ON container_dependencies(depends_on);
+    INSERT OR IGNORE INTO container_dependencies(container_id, depends_on)
+        SELECT c.id, substr(j.value, 11) FROM containers AS c,
+            json_each(json_array(json_extract(c.config, '$.network_mode'), json_extract(c.config, '$.ipc'),
+                                 json_extract(c.config, '$.uts'), json_extract(c.config, '$.pid'))) AS j
+        WHERE j.value LIKE 'container:%' AND substr(j.value, 11) IN (SELECT id FROM containers)
+    """,
+)
+
+
+def dependency_ids(config: dict) -> list[str]:
+    """IDs of the containers whose namespaces a container with *config* joins."""
+    out: list[str] = []
+    for mode in (config.get("network_mode"), config.get("ipc"), config.get("uts"), config.get("pid")):
+        if isinstance(mode, str) and mode.startswith("container:") and mode[10:] not in out:
+            out.append(mode[10:])
+    return out
+
+
+def _record_dependencies(tx, cid: str, config: dict) -> None:
+    """In the transaction that inserts container *cid*: its dependencies, each checked to
+    exist still (the write lock is held: none can go before the commit)."""
+    for dep in dependency_ids(config):
+        if tx.execute("SELECT 1 FROM containers WHERE id = ?", (dep,)).fetchone() is None:
+            raise NotFound(f"container {dep[:12]}, whose namespaces the new container joins, was removed meanwhile")
+        tx.execute("INSERT OR IGNORE INTO container_dependencies(container_id, depends_on) VALUES(?, ?)", (cid, dep))
+
 
 #: statuses in which conmon may be alive
 ACTIVE = ("created", "running", "paused")
@@ -345,7 +388,8 @@ class ContainerManager:
         if getattr(self.db, "_kpod_containers_schema", False):
             return
         have = {r["area"]: r["version"] for r in self.db.read("SELECT area, version FROM schema_versions")}
-        if have.get("containers", 0) < SCHEMA_VERSION or "images" not in have:
+        if have.get("containers", 0) < SCHEMA_VERSION or "images" not in have or \
+                "container_dependencies" not in have:
             self.db._migrate()  # the database was opened before this module registered its schema
         self.db._kpod_containers_schema = True
 
@@ -455,6 +499,17 @@ class ContainerManager:
             raise NotFound("no containers to act on (--latest)")
         return Container(self, rows[0])
 
+    def dependents(self, cid: str) -> list[str]:
+        """IDs of the containers that join container *cid*'s namespaces, oldest first."""
+        rows = self.db.read("SELECT d.container_id FROM container_dependencies AS d JOIN containers AS c "
+                            "ON c.id = d.container_id WHERE d.depends_on = ? ORDER BY c.created_at", (cid,))
+        return [r[0] for r in rows]
+
+    def dependencies(self, cid: str) -> list[str]:
+        """IDs of the containers whose namespaces container *cid* joins (inspect's Dependencies)."""
+        return [r[0] for r in self.db.read("SELECT depends_on FROM container_dependencies WHERE container_id = ?",
+                                           (cid,))]
+
     def recorded_exit(self, cid: str) -> tuple[int, bool] | None:
         row = self.db.one("SELECT exit_code, oom_killed FROM container_exits WHERE id = ?", (cid,))
         return (row["exit_code"], bool(row["oom_killed"])) if row else None
@@ -504,6 +559,7 @@ class ContainerManager:
             specgen.parse_size(opts.memory, what="memory")
         if opts.image_volume is not None:
             specgen.check_image_volume_mode(opts.image_volume)
+        vol_uses = self._volume_uses(opts)
         secopts = parse_security_opts(opts.security_opt)
         env_from_files: list[str] = []
         for path in opts.env_files:
@@ -540,6 +596,18 @@ class ContainerManager:
                 vname = _token_hex(32)
                 anon_vols.append({"name": vname, "destination": dest,
                                   "source": os.path.join(self.static_root, cid, "volumes", vname, "_data")})
+        # -v /dst and --mount type=volume without a source: anonymous volumes like the image's
+        for u in vol_uses:
+            if u["name"] is None:
+                vname = _token_hex(32)
+                anon_vols.append({"name": vname, "destination": u["destination"], "options": u["options"],
+                                  "copy": u["copy"],
+                                  "source": os.path.join(self.static_root, cid, "volumes", vname, "_data")})
+        named = [u for u in vol_uses if u["name"] is not None]
+        vm = self.rt.volumes if named else None
+        made_volumes = vm.ensure([u["name"] for u in named]) if vm is not None else []
+        named = [{"name": u["name"], "destination": u["destination"], "options": u["options"], "copy": u["copy"],
+                  "source": vm.get_exact(u["name"]).mountpoint} for u in named]
         lock = FileLock(container_lock_path(self.runroot, cid))
         lock.acquire(exclusive=True)
         op = None
@@ -552,7 +620,7 @@ class ContainerManager:
                 conf = asdict(opts)
                 conf.update(env_from_files=env_from_files, network_mode=net_mode, restart_policy=policy,
                             restart_max=max_retries, image_id=img.id, image_volumes=image_vol_paths,
-                            anonymous_volumes=anon_vols)
+                            anonymous_volumes=anon_vols, named_volumes=named)
                 now = time.time()
                 for attempt in range(20):
                     name = opts.name or random_name() + ("" if attempt < 5 else f"_{_token_hex(2)}")
@@ -565,8 +633,14 @@ class ContainerManager:
                                 (cid, name, img.id, image_name, layer["id"], json.dumps(conf), runtime, "configured",
                                  now, policy, max_retries) + ((opts.pod,) if opts.pod else ()),
                             )
+                            _record_dependencies(tx, cid, conf)
+                            if named:
+                                vm.record_uses(tx, cid, named)
                         break
                     except sqlite3.IntegrityError as exc:
+                        gone = [u["name"] for u in named if not vm.exists(u["name"])] if named else []
+                        if gone:  # removed by another process since ensure()
+                            raise NotFound(f'no volume with name "{gone[0]}" found: no such volume') from None
                         if "name" not in str(exc):
                             raise
                         if opts.name:
@@ -586,13 +660,19 @@ class ContainerManager:
                 # kept for run (its start uses it); a plain create only reads two files
                 rootfs = c.mount(read_only_use=not keep_mounted)
                 c.write_etc_files()
-                vol_mounts = [specgen.image_volume_mount(v["destination"], "bind", v["source"]) for v in anon_vols]
+                vol_mounts = [specgen.image_volume_mount(v["destination"], "bind", v["source"])
+                              for v in anon_vols if "options" not in v]
                 if opts.image_volume == "tmpfs":
                     vol_mounts = [specgen.image_volume_mount(p, "tmpfs") for p in image_vols]
-                spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs, vol_mounts)
+                # the user's volumes are user mounts (a duplicate destination is an error)
+                user_vol_mounts = [{"destination": v["destination"], "type": "bind", "source": v["source"],
+                                    "options": v["options"]} for v in [*anon_vols, *named] if "options" in v]
+                spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs, vol_mounts,
+                                           user_vol_mounts)
                 user = spec["process"]["user"]
                 for v in anon_vols:
-                    fill_volume(rootfs, v["destination"], v["source"], (user["uid"], user["gid"]))
+                    fill_volume(rootfs, v["destination"], v["source"], (user["uid"], user["gid"]),
+                                copy=v.get("copy", True), what="image volume" if "options" not in v else "volume")
                 _write_atomic(c.spec_template, json.dumps(spec), 0o600)
                 args = spec["process"]["args"]
                 if opts.init:
@@ -621,6 +701,8 @@ class ContainerManager:
                     op.abort()
                 except Exception:  # noqa: BLE001 - the next command's leftover cleanup retries
                     pass
+            if made_volumes:
+                vm.discard(made_volumes)  # podman removes the volumes it made for a failed create
             lock.release()
             _unlink(lock.path)
             raise
@@ -629,6 +711,23 @@ class ContainerManager:
         lock.release()
         self.event("create", c)
         return c
+
+    def _volume_uses(self, opts: CreateOptions) -> list[dict[str, Any]]:
+        """The volumes ``-v``/``--mount`` ask for (:func:`specgen.volume_use`), checked
+        before anything exists: volume names, one volume per destination."""
+        from . import specgen
+
+        uses = specgen.split_user_mounts(opts.volumes, opts.mounts)[2]
+        seen: set[str] = set()
+        for u in uses:
+            if u["name"] is not None:
+                from .volumes import check_name
+
+                check_name(u["name"])
+            if u["destination"] in seen:
+                raise InvalidArgument(f"duplicate mount destination {u['destination']}")
+            seen.add(u["destination"])
+        return uses
 
     def _namespace_modes(self, opts: CreateOptions) -> None:
         """Check ``--ipc``/``--uts``/``--pid``/``--cgroup-parent``; ``container:NAME`` becomes
@@ -676,11 +775,15 @@ class ContainerManager:
         return "bridge"
 
     def _generate_spec(self, c: "Container", opts: CreateOptions, secopts: dict, env_from_files: list[str],
-                       image_config: dict, rootfs: str, image_volumes: list[dict] | tuple = ()) -> dict:
+                       image_config: dict, rootfs: str, image_volumes: list[dict] | tuple = (),
+                       volume_mounts: list[dict] | tuple = ()) -> dict:
+        """The OCI spec; *volume_mounts* are the OCI mounts of the ``-v``/``--mount`` volumes
+        (resolved by ``create``: their host directories)."""
         from . import specgen
         from .network import spec_namespaces
 
         net = c.config.get("network_mode", "none")
+        binds, other_mounts, _uses = specgen.split_user_mounts(opts.volumes, opts.mounts)
         so = specgen.SpecOptions(
             command=opts.command,
             entrypoint=opts.entrypoint,
@@ -697,8 +800,8 @@ class ContainerManager:
             privileged=opts.privileged,
             no_new_privileges=secopts["no_new_privileges"],
             seccomp=secopts["seccomp"],
-            volumes=opts.volumes,
-            mounts=opts.mounts,
+            volumes=binds,
+            mounts=[*other_mounts, *volume_mounts],
             tmpfs=opts.tmpfs,
             image_volumes=image_volumes,
             shm_size=opts.shm_size,
@@ -764,35 +867,41 @@ class ContainerManager:
         return n
 
 
-def fill_volume(rootfs: str, dest: str, data: str, owner: tuple[int, int]) -> None:
-    """Create the anonymous volume directory *data* for the image VOLUME path *dest* and
+def fill_volume(rootfs: str, dest: str, data: str, owner: tuple[int, int], *, chown: bool = True,
+                copy: bool = True, what: str = "image volume") -> None:
+    """Make the volume directory *data* (when missing) for the container path *dest* and
     copy up what the image has there (podman's copy-up): contents with their owners, modes
     and symlinks, the directory itself taking the image directory's owner and mode. *dest*
     is resolved inside *rootfs* (a symlink never leads out of it). A path the image lacks
     gives an empty volume owned by the container's user (*owner*); a path that is not a
-    directory in the image is refused (a directory cannot be mounted over it)."""
+    directory in the image is refused (a directory cannot be mounted over it). *chown*
+    false keeps the directory's owner and mode, *copy* false copies nothing."""
     import stat as _stat
     import tempfile
 
     from .copyfiles import SafeRoot, extract_tar, write_tar
 
-    os.makedirs(data, mode=0o755)
+    os.makedirs(data, mode=0o755, exist_ok=True)
     with SafeRoot(rootfs) as src:
         try:
             fd = src.open_path(dest, follow=True)
         except (FileNotFoundError, NotADirectoryError):
-            os.chown(data, *owner)
+            if chown:
+                os.chown(data, *owner)
             return
         except OSError as exc:
-            raise InvalidArgument(f"image volume {dest}: cannot resolve it in the image: {exc.strerror}") from None
+            raise InvalidArgument(f"{what} {dest}: cannot resolve it in the image: {exc.strerror}") from None
         try:
             st = os.fstat(fd)
         finally:
             os.close(fd)
         if not _stat.S_ISDIR(st.st_mode):
-            raise InvalidArgument(f"image volume {dest} is not a directory in the image")
-        os.chown(data, st.st_uid, st.st_gid)
-        os.chmod(data, _stat.S_IMODE(st.st_mode))
+            raise InvalidArgument(f"{what} {dest} is not a directory in the image")
+        if chown:
+            os.chown(data, st.st_uid, st.st_gid)
+            os.chmod(data, _stat.S_IMODE(st.st_mode))
+        if not copy:
+            return
         with tempfile.TemporaryFile() as spool, SafeRoot(data) as dst:
             write_tar(spool, src, dest, None)
             spool.seek(0)
@@ -996,14 +1105,16 @@ class Container:
         if st["anomaly"] == "monitor lost":
             # conmon died without recording an exit: nobody holds this container's stdio or
             # will record its exit, so it is stopped for good (killed if still running).
-            killed = False
+            killed, state = False, None
             try:
                 state = self._runtime().runtime_state(container_id=self.id)
-                if state and state.get("status") in ("running", "paused", "created"):
-                    self._kill_processes()
-                    killed = True
+                alive = bool(state) and state.get("status") in ("running", "paused", "created")
             except KpodError as exc:
                 log.warning("%s: runtime state: %s", self.short_id, exc)
+                alive = True  # unknown: make sure nothing of it keeps running
+            if alive:
+                self._kill_processes()
+                killed = bool(state)
             ex = self._read_exit()
             if ex is not None:
                 code, oom, when = ex
@@ -1114,11 +1225,22 @@ class Container:
         mounted_here = True
         try:
             self.write_etc_files()
+            if self.config.get("named_volumes"):
+                mgr.rt.volumes.prepare(self, rootfs)  # mounts with options; first use: chown, copy-up
             with open(self.spec_template) as f:
                 spec = json.load(f)
             spec["root"]["path"] = os.path.realpath(rootfs)
             if console_size and spec["process"].get("terminal"):
                 spec["process"]["consoleSize"] = {"height": int(console_size[0]), "width": int(console_size[1])}
+            hook = self._runtime()
+            if any(os.path.exists(os.path.join(self.rundir, f)) for f in ("pidfile", "conmon.pid", "exit")):
+                # a previous init was interrupted (kpod killed): clear what it left running
+                # (before the network setup: that conmon still holds the published ports)
+                self._kill_conmon()
+                try:
+                    hook.runtime_delete(container_id=self.id, force=True)
+                except KpodError as exc:
+                    log.info("%s: removing stale runtime state: %s", self.short_id, exc)
             netns = None
             # the CNI ADD runs in the background while conmon and the runtime create the
             # container; finish_start waits for it before anything runs in the container
@@ -1144,14 +1266,6 @@ class Container:
             if finish_net is not None and spec.get("hooks"):
                 finish_net(self)  # OCI hooks run during the runtime's create: they see the network up
             _write_atomic(os.path.join(self.bundle, "config.json"), json.dumps(spec), 0o600)
-            hook = self._runtime()
-            if any(os.path.exists(os.path.join(self.rundir, f)) for f in ("pidfile", "conmon.pid", "exit")):
-                # a previous init was interrupted (kpod killed): clear what it left running
-                self._kill_conmon()
-                try:
-                    hook.runtime_delete(container_id=self.id, force=True)
-                except KpodError as exc:
-                    log.info("%s: removing stale runtime state: %s", self.short_id, exc)
             for p in (self.exit_file, os.path.join(self.rundir, "exit"), os.path.join(self.rundir, "oom"),
                       os.path.join(self.rundir, "pidfile"), os.path.join(self.rundir, "conmon.pid"),
                       _conmon().attach_link(mgr.socket_dir, self.id)):
@@ -1167,6 +1281,9 @@ class Container:
                 stdin=bool(self.config.get("interactive")),
                 log_level="debug" if mgr.config.log_level == "debug" else "warning", env=env,
             )
+            port_fds = getattr(mgr.network_provider, "port_fds", None)
+            if port_fds is not None:
+                opts.extra_fds = port_fds(self)  # conmon holds the published host ports from now on
             try:
                 pid, conmon_pid = _conmon().spawn(opts)
                 if finish_net is not None:
@@ -1178,6 +1295,9 @@ class Container:
                 except KpodError:
                     pass
                 raise
+            finally:
+                if port_fds is not None:
+                    mgr.network_provider.release_ports(self)
         except BaseException:
             if mounted_here:
                 try:
@@ -1190,6 +1310,11 @@ class Container:
                 release_shm(self)
             if self.config.get("network_mode") == "bridge":
                 self._network_teardown()
+            if self.config.get("named_volumes"):
+                try:
+                    mgr.rt.volumes.release(self)
+                except Exception as exc:  # noqa: BLE001 - the next teardown retries
+                    log.warning("%s: releasing volumes: %s", self.short_id, exc)
             _unlink(self.exit_file)
             raise
         self._update(status="created", pid=pid, conmon_pid=conmon_pid, exit_code=None, oom_killed=0,
@@ -1393,6 +1518,8 @@ class Container:
         try:
             attempt("runtime delete", lambda: self._runtime().runtime_delete(container_id=self.id, force=True))
             attempt("unmount", lambda: self.unmount(force=force))
+            if self.config.get("named_volumes"):
+                attempt("release volumes", lambda: self.mgr.rt.volumes.release(self))
             if self.config.get("is_infra"):
                 from .pods import release_shm
 
@@ -1443,6 +1570,9 @@ class Container:
                 return
             self._cleanup_locked()
             if remove or self.config.get("rm"):
+                if self.mgr.dependents(self.id):  # kept, exited, until they go (rm --depend)
+                    log.info("%s: not removed: other containers join its namespaces", self.short_id)
+                    return
                 self._remove_locked(force=True)
                 return
             if self._should_restart():
@@ -1465,11 +1595,21 @@ class Container:
             return mx == 0 or self.row["restart_count"] < mx
         return False
 
-    def remove(self, force: bool = False, volumes: bool = False, timeout: int | None = None) -> None:
+    def remove(self, force: bool = False, volumes: bool = False, timeout: int | None = None,
+               depend: bool = False) -> list[str]:
         """Remove the container. With *force* a running (or half-created, or crashed)
-        container is killed and removed whatever state it is in."""
+        container is killed and removed whatever state it is in. Containers that join its
+        namespaces refuse the removal, *force* or not (podman's rule), unless *depend*
+        removes them first, recursively. Returns the IDs removed, dependents first."""
         if hasattr(self.mgr.network_provider, "check_remove"):
             self.mgr.network_provider.check_remove(self)  # a pod's infra goes with its pod
+        removed: list[str] = []
+        if depend:
+            for dep in self.mgr.dependents(self.id):
+                try:
+                    removed += self.mgr.get(dep).remove(force=force, volumes=volumes, timeout=timeout, depend=True)
+                except NotFound:
+                    continue
         with self.locked():
             try:
                 status = self.sync()
@@ -1484,6 +1624,7 @@ class Container:
                     "containers cannot be removed without force",
                     exit_code=2,
                 )
+            self._check_dependents()  # before anything is stopped
             if status in ACTIVE:
                 try:
                     self.stop(timeout or 0)
@@ -1492,10 +1633,18 @@ class Container:
                     try:
                         self.reload()
                     except NotFound:
-                        return
+                        return removed + [self.id]
             self._remove_locked(force=True)
+        return removed + [self.id]
+
+    def _check_dependents(self) -> None:
+        deps = self.mgr.dependents(self.id)
+        if deps:
+            raise InUse(f"container {self.id} has dependent containers which must be removed before it: "
+                        f"{', '.join(deps)}")
 
     def _remove_locked(self, force: bool) -> None:
+        self._check_dependents()
         status = self.row["status"]
         if status in ACTIVE:
             self._kill_processes()
@@ -1506,8 +1655,12 @@ class Container:
             st = self.observe()
             self._record_exit(st["exit_code"] if st["exit_code"] is not None else 137, bool(st["oom_killed"]))
         store = self.mgr.images
-        with self.mgr.db.write() as tx:
-            tx.execute("DELETE FROM containers WHERE id = ?", (self.id,))
+        try:
+            with self.mgr.db.write() as tx:
+                tx.execute("DELETE FROM containers WHERE id = ?", (self.id,))
+        except sqlite3.IntegrityError:  # a dependent created since the check (foreign key)
+            self._check_dependents()
+            raise
         try:
             with store.shared():
                 store._delete_layer(self.layer_id)
@@ -1716,19 +1869,18 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
         gd = {}
     mounts = []
     for v in conf.get("volumes") or []:
+        if not specgen.is_bind_volume(v):
+            continue  # a volume: below
         try:
             m = specgen.parse_volume(v)
         except KpodError:
             continue
-        o = m["options"]
-        mounts.append({"Type": "bind", "Source": m["source"], "Destination": m["destination"], "Driver": "",
-                       "Mode": "", "Options": [x for x in o if x in ("rbind", "bind", "nosuid", "nodev", "noexec")],
-                       "RW": "ro" not in o, "Propagation": next((x for x in o if "private" in x or "shared" in x
-                                                                 or "slave" in x), "rprivate")})
+        mounts.append(_mount_entry("bind", m["source"], m["destination"], m["options"]))
+    for v in conf.get("named_volumes") or []:
+        mounts.append(_mount_entry("volume", v["source"], v["destination"], v["options"], name=v["name"]))
     for v in conf.get("anonymous_volumes") or []:
-        mounts.append({"Type": "volume", "Name": v["name"], "Source": v["source"], "Destination": v["destination"],
-                       "Driver": "local", "Mode": "", "Options": ["nosuid", "nodev", "rbind"], "RW": True,
-                       "Propagation": "rprivate"})
+        mounts.append(_mount_entry("volume", v["source"], v["destination"],
+                                   v.get("options") or ["rbind", "rprivate", "rw", "nosuid", "nodev"], name=v["name"]))
     caps = proc.get("capabilities") or {}
     mem = res.get("memory") or {}
     cpu = res.get("cpu") or {}
@@ -1859,6 +2011,23 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
     if size:
         data["SizeRw"], data["SizeRootFs"] = container_sizes(c)
     return data
+
+
+def _mount_entry(kind: str, source: str, dest: str, options: list[str], name: str | None = None) -> dict[str, Any]:
+    """One of inspect's ``Mounts`` (podman's shape) from an OCI bind mount's options."""
+    shown = [x for x in options if x in ("rbind", "bind", "nosuid", "nodev", "noexec")]
+    if kind == "volume":
+        shown.sort(key=lambda x: x in ("rbind", "bind"))  # podman's order: nosuid, nodev, rbind
+    entry: dict[str, Any] = {"Type": kind}
+    if name is not None:
+        entry["Name"] = name
+    entry.update({
+        "Source": source, "Destination": dest, "Driver": "local" if kind == "volume" else "", "Mode": "",
+        "Options": shown,
+        "RW": "ro" not in options,
+        "Propagation": next((x for x in options if "private" in x or "shared" in x or "slave" in x), "rprivate"),
+    })
+    return entry
 
 
 def _exec_ids(c: Container) -> list[str]:

@@ -337,7 +337,8 @@ def network_inspect(name):
 @hookspec(firstresult=True)
 def network_create(name, options):
     """Create network *name* (*options*: ``driver``, ``subnet``, ``gateway``,
-    ``internal``, ``labels``...). Returns its dict. Required.
+    ``internal``, ``labels``, ``ipv6`` (dual stack: a free subnet for each family no
+    ``subnet`` gives)...). Returns its dict. Required.
     """
 
 

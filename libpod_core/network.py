@@ -53,6 +53,11 @@ NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 POD_SHARES = ("net", "ipc", "uts", "pid")
 DEFAULT_POD_SHARE = ("net", "ipc", "uts")
 
+#: systemd's socket-activated TCP proxy (package systemd): it carries ports published on ::1
+SOCKET_PROXYD = ("/usr/lib/systemd/systemd-socket-proxyd", "/lib/systemd/systemd-socket-proxyd")
+#: environment variable that marks a proxy process with its container's ID
+PROXY_MARK = "KPOD_PORT_PROXY"
+
 LOCALHOST = ("127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4\n"
              "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n")
 
@@ -114,6 +119,8 @@ def parse_publish(spec: str) -> list[dict[str, Any]]:
                               " (IPv6 addresses in brackets)")
     if host_ip:
         try:
+            if "%" in host_ip:  # a zone (fe80::1%eth0): no host IP for a published port
+                raise ValueError(host_ip)
             host_ip = str(ipaddress.ip_address(host_ip))
         except ValueError:
             raise InvalidArgument(f"invalid port mapping {raw!r}: {host_ip!r} is not an IP address") from None
@@ -178,16 +185,25 @@ def port_bindings(ports: Iterable[dict]) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-def _bind_test(ip: str, port: int, proto: str) -> socket.socket:
-    """Bind (not listen) a socket on the host port; raises OSError when it is in use."""
+def _bind_test(ip: str, port: int, proto: str, hold: bool = False) -> socket.socket:
+    """Bind a socket on the host port (no host IP: all IPv4 addresses, as podman); raises
+    OSError when it is in use. With *hold* a TCP socket also listens: that is the socket
+    conmon keeps while the container runs (podman's port reservation), and only a listening
+    socket stops another process's ``SO_REUSEADDR`` bind. UDP sockets never set
+    ``SO_REUSEADDR`` (two UDP sockets that both set it share the port)."""
     import socket
 
     family = socket.AF_INET6 if ip and ":" in ip else socket.AF_INET
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     s = socket.socket(family, kind)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are no conflict
-        s.bind((ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are no conflict
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # [::] is IPv6 only, as Go's tcp6
+        s.bind((ip or "0.0.0.0", port))
+        if hold and kind == socket.SOCK_STREAM:
+            s.listen()
     except BaseException:
         s.close()
         raise
@@ -196,6 +212,81 @@ def _bind_test(ip: str, port: int, proto: str) -> socket.socket:
 
 def _overlap(a_ip: str, b_ip: str) -> bool:
     return not a_ip or not b_ip or a_ip == b_ip or a_ip in ("0.0.0.0", "::") or b_ip in ("0.0.0.0", "::")
+
+
+# ---------------------------------------------------------------------------------------
+# ports published on ::1
+# ---------------------------------------------------------------------------------------
+# The portmap plugin's DNAT cannot carry them: Linux drops IPv6 packets whose source or
+# destination is ::1 when they arrive on an interface other than lo (RFC 4291 2.5.3, in
+# ip6_rcv_core; IPv6 has no route_localnet), so the container drops the forwarded SYN, and
+# the host the reply even when it is masqueraded. podman's CNI backend has the same hole;
+# Docker uses its docker-proxy. kpod hands the listening socket it binds (the one conmon
+# holds) to systemd-socket-proxyd, which connects each client to the container's address.
+
+def loopback6(ip: str | None) -> bool:
+    """True for an IPv6 loopback host IP (``-p [::1]:...``)."""
+    try:
+        a = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return False
+    return a.version == 6 and a.is_loopback
+
+
+def _dnat_ports(ports: Iterable[dict]) -> list[dict]:
+    """The mappings the backend forwards (DNAT): all but those proxied from ::1."""
+    return [p for p in ports or [] if not loopback6(p.get("host_ip"))]
+
+
+def socket_proxyd() -> str | None:
+    return next((p for p in SOCKET_PROXYD if os.access(p, os.X_OK)), None)
+
+
+def _spawn_proxy(cid: str, fd: int, target: str) -> None:
+    """Start systemd-socket-proxyd on listening socket *fd* (socket activation: the socket
+    becomes its descriptor 3, ``LISTEN_PID`` is set by the shell it replaces) forwarding to
+    *target* (``addr:port``), in its own session, marked with *cid* in its environment.
+    posix_spawn, not fork: the caller may be a thread."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LISTEN_FDS": "1", PROXY_MARK: cid}
+    actions = [(os.POSIX_SPAWN_DUP2, fd, 3)]
+    for name in os.listdir("/proc/self/fd"):  # nothing else of ours is inherited
+        n = int(name)
+        if n > 3:
+            try:
+                if os.get_inheritable(n):
+                    actions.append((os.POSIX_SPAWN_CLOSE, n))
+            except OSError:
+                pass
+    for n in (0, 1, 2):
+        actions.append((os.POSIX_SPAWN_OPEN, n, "/dev/null", os.O_RDWR, 0))
+    os.posix_spawn("/bin/sh", ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', socket_proxyd() or SOCKET_PROXYD[0],
+                               target], env, file_actions=actions, setsid=True)
+
+
+def proxy_pids(cid: str) -> list[int]:
+    """The proxies of container *cid*: processes whose environment has its mark (found so,
+    those of a kpod killed before it recorded anything are found too)."""
+    mark = f"{PROXY_MARK}={cid}".encode()
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0"):
+                        out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
+def _stop_proxies(cid: str) -> None:
+    import signal
+
+    for pid in proxy_pids(cid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,7 +408,7 @@ def write_etc_files(c, network_state: dict | None = None, in_place: bool = False
             hosts += "\n"
         hosts += extra + f"127.0.1.1\t{hostname} {c.name}\n"
     else:
-        hosts = LOCALHOST + extra + f"{prim['ip'] or '127.0.1.1'}\t{hostname} {c.name}\n"
+        hosts = LOCALHOST + extra + f"{prim['ip'] or prim['ip6'] or '127.0.1.1'}\t{hostname} {c.name}\n"
         if prim["gateway"]:
             hosts += f"{prim['gateway']}\thost.containers.internal\n"
     write(c.hosts_path, hosts)
@@ -446,6 +537,8 @@ class NetworkProvider:
         self._available: bool | None = None
         #: container ID -> its network setup running in the background (setup_begin)
         self._pending: dict[str, _Background] = {}
+        #: container ID -> the host port sockets its setup bound, until conmon holds them
+        self._held: dict[str, list[tuple[tuple[str, int, int, str], socket.socket]]] = {}
 
     # -- backend ----------------------------------------------------------------------
     @property
@@ -598,6 +691,13 @@ class NetworkProvider:
                 ipaddress.ip_address(p["host_ip"])
             except ValueError:
                 raise InvalidArgument(f"invalid port mapping {p!r}: bad host IP") from None
+        if loopback6(p.get("host_ip")):
+            if (p.get("protocol") or "tcp") != "tcp":
+                raise InvalidArgument(f"cannot publish {p['protocol']} port {p['container_port']} on ::1: only TCP can "
+                                      "be (the kernel does not forward IPv6 loopback traffic; kpod proxies TCP)")
+            if socket_proxyd() is None:
+                raise InvalidArgument(f"publishing on ::1 needs systemd-socket-proxyd ({SOCKET_PROXYD[0]}, package "
+                                      "systemd): the kernel does not forward IPv6 loopback traffic to containers")
 
     @staticmethod
     def _check_duplicates(ports) -> None:
@@ -688,20 +788,37 @@ class NetworkProvider:
         self._check_duplicates(out)
         self.check_ports_free(out, exclude)
 
-    def check_ports_free(self, ports, exclude: str | None = None) -> None:
+    def check_ports_free(self, ports, exclude: str | None = None,
+                         hold: bool = False) -> list[tuple[tuple[str, int, int, str], socket.socket]]:
         """Every host port must be bindable on the host and not published by another
-        container that is set up (or being set up)."""
+        container that is set up (or being set up). With *hold* the bound sockets are
+        returned (TCP ones listening), each with its ``expand_ports`` entry, instead of
+        closed; SCTP ports are not reserved (as in podman)."""
         mine = expand_ports(ports)
         if not mine:
-            return
-        for ip, hp, _cp, proto in mine:
-            if proto == "sctp":
-                continue
-            try:
-                _bind_test(ip, hp, proto).close()
-            except OSError as exc:
-                where = f"{ip}:{hp}" if ip else str(hp)
-                raise NetworkError(f"cannot publish port {where}/{proto}: {exc.strerror or exc}") from None
+            return []
+        self._check_published(mine, exclude)  # first: its message names the other container
+        held: list[tuple[tuple[str, int, int, str], socket.socket]] = []
+        try:
+            for ip, hp, cp, proto in mine:
+                if proto == "sctp":
+                    continue
+                try:
+                    s = _bind_test(ip, hp, proto, hold=hold)
+                except OSError as exc:
+                    where = (f"[{ip}]:{hp}" if ":" in ip else f"{ip}:{hp}") if ip else str(hp)
+                    raise NetworkError(f"cannot publish port {where}/{proto}: {exc.strerror or exc}") from None
+                if hold:
+                    held.append(((ip, hp, cp, proto), s))
+                else:
+                    s.close()
+        except BaseException:
+            for _key, s in held:
+                s.close()
+            raise
+        return held
+
+    def _check_published(self, mine: list[tuple[str, int, int, str]], exclude: str | None) -> None:
         base = os.path.join(self.config.runroot, "containers")
         try:
             names = os.listdir(base)
@@ -824,7 +941,7 @@ class NetworkProvider:
         state_file = os.path.join(c.rundir, STATE_FILE)
         state = {"netns": path, "networks": networks, "ports": ports, "phase": "setup"}
 
-        def undo() -> None:
+        def undo() -> None:  # (the held ports are the caller's to release: conmon may be taking them)
             try:
                 hook.network_netns_remove(path=state["netns"])
                 os.unlink(state_file)
@@ -837,8 +954,8 @@ class NetworkProvider:
         if lock is not None:
             lock.acquire(exclusive=True)
         try:
-            if ports:
-                self.check_ports_free(ports, exclude=c.id)
+            if ports:  # bound (and kept) before the state file publishes them to the next check
+                self._held[c.id] = self.check_ports_free(ports, exclude=c.id, hold=True)
             os.makedirs(c.rundir, mode=0o700, exist_ok=True)
             _write_atomic(state_file, json.dumps(state))
         finally:
@@ -862,12 +979,14 @@ class NetworkProvider:
         def attach() -> None:
             try:
                 results = hook.network_setup(container_id=c.id, netns_path=path, networks=networks,
-                                             port_mappings=ports, options={"container_name": c.name})
+                                             port_mappings=_dnat_ports(ports), options={"container_name": c.name})
             except BaseException:
                 undo()
                 raise
             state.update(phase="up", results=results or {})
             _write_atomic(state_file, json.dumps(state))
+            if len(_dnat_ports(ports)) != len(ports):
+                self._start_proxies(c, results or {})  # a failure: the caller's teardown undoes all
 
         return path, attach
 
@@ -896,7 +1015,37 @@ class NetworkProvider:
         """Undo :meth:`setup` (idempotent; a missing state file means nothing to do). A
         setup (or teardown) still running in the background is waited for first."""
         self._join_pending(c)  # a failed setup removed what it made, or left the state file read here
+        self.release_ports(c)
         self._teardown_now(c)
+
+    def port_fds(self, c) -> list[int]:
+        """The descriptors of the host ports :meth:`setup` bound for *c* (listening TCP,
+        bound UDP sockets): ``Container._init_locked`` hands them to conmon, which keeps
+        them until the container exits, so no other process can take a published port
+        meanwhile (podman does the same). The forwarding itself is the backend's DNAT."""
+        return [s.fileno() for _key, s in self._held.get(c.id, ())]
+
+    def release_ports(self, c) -> None:
+        """Close kpod's copies of *c*'s port sockets (after conmon got them, or on failure),
+        once a setup still running in the background (which may start proxies on them) ends."""
+        import threading
+
+        pending = self._pending.get(c.id)
+        if pending is not None and pending.thread is not threading.current_thread():
+            pending.thread.join()
+        for _key, s in self._held.pop(c.id, ()):
+            s.close()
+
+    def _start_proxies(self, c, results: dict) -> None:
+        """One systemd-socket-proxyd per port published on ::1, on the socket conmon holds,
+        to the container's first IPv6 address (its IPv4 one when it has none)."""
+        prim = _primary({"phase": "up", "results": results})
+        addr = prim["ip6"] or prim["ip"]  # no brackets: systemd 252 splits host and port at the last ':'
+        if not addr:
+            raise NetworkError(f"container {c.short_id} has no address to forward its ports on ::1 to")
+        for (ip, _hp, cp, _proto), s in self._held.get(c.id, ()):
+            if loopback6(ip):
+                _spawn_proxy(c.id, s.fileno(), f"{addr}:{cp}")
 
     def teardown_begin(self, c):
         """:meth:`teardown` in a thread; returns the function that waits for it (and raises
@@ -921,10 +1070,13 @@ class NetworkProvider:
         path = state.get("netns") or os.path.join(self.config.runroot, "netns", self.netns_name(c))
         networks = state.get("networks") or c.config.get("networks") or {self.config.default_network: {}}
         ports = state.get("ports") if "ports" in state else c.config.get("ports") or []
+        if len(_dnat_ports(ports)) != len(ports):
+            _stop_proxies(c.id)
         hook = self.hook
         errors = []
         try:
-            hook.network_teardown(container_id=c.id, netns_path=path, networks=networks, port_mappings=ports)
+            hook.network_teardown(container_id=c.id, netns_path=path, networks=networks,
+                                  port_mappings=_dnat_ports(ports))
         except KpodError as exc:
             errors.append(exc.message)
         try:
@@ -1121,11 +1273,7 @@ class NetworkProvider:
         pod = self.pod_of(c)
         data["Pod"] = pod.id if pod else ""
         data["IsInfra"] = bool(pod and pod.infra_id == c.id)
-        deps = []
-        for m in (mode, *(c.config.get(k) or "" for k in ("ipc", "uts", "pid"))):
-            if m.startswith("container:") and m[len("container:"):] not in deps:
-                deps.append(m[len("container:"):])
-        data["Dependencies"] = deps
+        data["Dependencies"] = c.mgr.dependencies(c.id)
 
     def ps_fields(self, c, js: dict, tpl: dict) -> None:
         """ps's Ports, Pod and PodName."""

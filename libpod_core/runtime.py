@@ -41,6 +41,7 @@ class Runtime:
         self._images = None
         self._containers = None
         self._pods = None
+        self._volumes = None
         self._network_provider = None
 
     def _resolve_runtime_path(self) -> None:
@@ -125,6 +126,15 @@ class Runtime:
 
             self._pods = PodManager(self)
         return self._pods
+
+    @property
+    def volumes(self):
+        """The named volumes of this store (:class:`libpod_core.volumes.VolumeManager`)."""
+        if self._volumes is None:
+            from .volumes import VolumeManager
+
+            self._volumes = VolumeManager(self)
+        return self._volumes
 
     @property
     def container_network_provider(self):
@@ -216,6 +226,10 @@ class Runtime:
             counts["containerStore"] = {"number": rows[0]["n"]}
         except Exception:
             counts["containerStore"] = {"number": 0}
+        try:
+            counts["volumeCount"] = {"number": len(self.volumes.list())}
+        except Exception:
+            counts["volumeCount"] = {"number": 0}
         return counts
 
 

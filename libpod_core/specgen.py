@@ -59,6 +59,9 @@ __all__ = [
     "parse_tmpfs",
     "parse_ulimit",
     "parse_volume",
+    "is_bind_volume",
+    "volume_use",
+    "split_user_mounts",
     "IMAGE_VOLUME_MODES",
     "check_image_volume_mode",
     "image_volume_paths",
@@ -731,7 +734,13 @@ def _bind_mount(src: str, dest: str, options: Iterable[str], what: str) -> dict[
                               "(named volumes are resolved before the spec is generated)")
     if not os.path.exists(src):
         raise InvalidArgument(f"invalid {what}: source {src} does not exist")
-    dest = _check_dest(dest, what)
+    return {"destination": _check_dest(dest, what), "type": "bind", "source": src,
+            "options": _bind_options(options, what)}
+
+
+def _bind_options(options: Iterable[str], what: str) -> list[str]:
+    """A bind mount's OCI options from the user's (``copy``/``nocopy`` and SELinux labels
+    dropped): ``[rbind|bind, propagation, ro|rw, nosuid|suid, nodev|dev(, exec|noexec)]``."""
     rw: str | None = None
     prop: str | None = None
     bind = "rbind"
@@ -757,22 +766,72 @@ def _bind_mount(src: str, dest: str, options: Iterable[str], what: str) -> dict[
             raise InvalidArgument(f"invalid {what} option {opt!r}: not supported by kpod")
         else:
             raise InvalidArgument(f"invalid {what} option {opt!r}")
-    opts = [bind, prop or "rprivate", rw or "rw", *flags.values()]
-    return {"destination": dest, "type": "bind", "source": src, "options": opts}
+    return [bind, prop or "rprivate", rw or "rw", *flags.values()]
+
+
+def _volume_parts(spec: str) -> tuple[str | None, str, list[str]]:
+    """``-v`` split podman's way: (source, destination, options); source None for an
+    anonymous volume (``-v /ctr``)."""
+    if not isinstance(spec, str) or not spec:
+        raise InvalidArgument(f"invalid volume {spec!r}")
+    parts = spec.split(":")
+    if len(parts) > 3:
+        raise InvalidArgument(f"invalid volume {spec!r}: expected [SOURCE:]/container[:options]")
+    if len(parts) == 1:
+        return None, parts[0], []
+    return parts[0], parts[1], parts[2].split(",") if len(parts) == 3 else []
+
+
+def is_bind_volume(spec: str) -> bool:
+    """Whether ``-v`` *spec* bind-mounts a host path (a source starting with ``/`` or ``.``,
+    as podman decides) rather than naming a volume (``NAME:/ctr``, or ``/ctr`` alone)."""
+    src = _volume_parts(spec)[0]
+    return src is not None and (src == "" or src.startswith(("/", ".")))
 
 
 def parse_volume(spec: str) -> dict[str, Any]:
     """``-v /host:/ctr[:opt,opt]`` -> an OCI bind mount."""
-    if not isinstance(spec, str):
-        raise InvalidArgument(f"invalid volume {spec!r}")
-    parts = spec.split(":")
-    if len(parts) == 1:
-        raise InvalidArgument(f"invalid volume {spec!r}: anonymous volumes are resolved before the spec is generated")
-    if len(parts) > 3:
-        raise InvalidArgument(f"invalid volume {spec!r}: expected /host:/container[:options]")
-    src, dest = parts[0], parts[1]
-    opts = parts[2].split(",") if len(parts) == 3 else []
+    src, dest, opts = _volume_parts(spec)
+    if src is None or not is_bind_volume(spec):
+        raise InvalidArgument(f"invalid volume {spec!r}: volumes are resolved before the spec is generated")
     return _bind_mount(src, dest, opts, f"volume {spec!r}")
+
+
+def _volume_use(name: str | None, dest: str, options: Iterable[str], what: str) -> dict[str, Any]:
+    options = [o.strip() for o in options]
+    return {"type": "volume", "name": name or None, "destination": _check_dest(dest, what),
+            "options": _bind_options(options, what), "copy": "nocopy" not in options}
+
+
+def volume_use(spec: str) -> dict[str, Any]:
+    """``-v NAME:/ctr[:opts]`` or ``-v /ctr`` (anonymous) -> ``{"type": "volume", "name":
+    NAME or None, "destination", "options": OCI bind options, "copy": False with nocopy}``."""
+    src, dest, opts = _volume_parts(spec)
+    if is_bind_volume(spec):
+        raise InvalidArgument(f"invalid volume {spec!r}: {src} is a host path, not a volume name")
+    return _volume_use(src, dest, opts, f"volume {spec!r}")
+
+
+def split_user_mounts(volumes: Iterable[str], mounts: Iterable[str | Mapping[str, Any]]
+                      ) -> tuple[list[str], list[str | Mapping[str, Any]], list[dict[str, Any]]]:
+    """``-v`` and ``--mount`` values as (host-path ``-v``, bind/tmpfs/OCI ``--mount``, volume
+    uses as :func:`volume_use` returns them, named and anonymous), all validated."""
+    binds: list[str] = []
+    others: list[str | Mapping[str, Any]] = []
+    uses: list[dict[str, Any]] = []
+    for v in volumes:
+        if is_bind_volume(v):
+            parse_volume(v)
+            binds.append(v)
+        else:
+            uses.append(volume_use(v))
+    for m in mounts:
+        parsed = parse_mount(m) if isinstance(m, str) else _oci_mount(m)
+        if parsed.get("type") == "volume" and isinstance(m, str):
+            uses.append(parsed)
+        else:
+            others.append(m)
+    return binds, others, uses
 
 
 _TMPFS_VALUE_OPTS = lazy(r"^(size=\d+[kmg%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?)$", re.I)
@@ -856,6 +915,9 @@ def parse_mount(spec: str) -> dict[str, Any]:
             if not re.fullmatch(r"[0-7]{3,4}", value):
                 raise InvalidArgument(f"invalid mount {spec!r}: bad tmpfs-mode {value!r}")
             tmpfs_opts.append(f"mode={value}")
+        elif key in ("nocopy", "volume-nocopy"):
+            if _truthy(value if sep else "", spec):
+                opts.append("nocopy")
         elif key in ("relabel", "consistency", "z"):
             continue
         elif key in _FLAG_PAIRS and not sep:
@@ -870,8 +932,9 @@ def parse_mount(spec: str) -> dict[str, Any]:
         return _bind_mount(src, dest, opts, f"mount {spec!r}")
     if kind == "tmpfs":
         return _tmpfs_mount(dest, opts + tmpfs_opts, f"mount {spec!r}")
-    raise InvalidArgument(f"invalid mount {spec!r}: type {kind!r} is not supported here "
-                          "(bind and tmpfs; volumes are resolved before the spec is generated)")
+    if kind == "volume":
+        return _volume_use(src, dest, opts, f"mount {spec!r}")
+    raise InvalidArgument(f"invalid mount {spec!r}: type {kind!r} is not supported (bind, tmpfs or volume)")
 
 
 # -- the image's VOLUME paths (--image-volume) -------------------------------------------
@@ -914,10 +977,11 @@ def image_volume_mount(dest: str, mode: str, source: str | None = None) -> dict[
 def user_mount_destinations(volumes: Iterable[str], tmpfs: Iterable[str],
                             mounts: Iterable[str | Mapping[str, Any]]) -> set[str]:
     """The normalised destinations of ``-v``, ``--tmpfs`` and ``--mount`` (validating them)."""
-    out = {parse_volume(v)["destination"] for v in volumes}
+    binds, others, uses = split_user_mounts(volumes, mounts)
+    out = {parse_volume(v)["destination"] for v in binds}
     out |= {parse_tmpfs(t)["destination"] for t in tmpfs}
-    out |= {(parse_mount(m) if isinstance(m, str) else _oci_mount(m))["destination"] for m in mounts}
-    return out
+    out |= {(parse_mount(m) if isinstance(m, str) else _oci_mount(m))["destination"] for m in others}
+    return out | {u["destination"] for u in uses}
 
 
 def _oci_mount(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -1488,6 +1552,8 @@ def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, roo
     seen_user: set[str] = set()
     for m in user_mounts:
         dest = m["destination"]
+        if m.get("type") == "volume":
+            raise InvalidArgument(f"invalid mount on {dest}: volumes are resolved before the spec is generated")
         if dest in seen_user:
             raise InvalidArgument(f"duplicate mount destination {dest}")
         seen_user.add(dest)

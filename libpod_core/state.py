@@ -74,6 +74,17 @@ class Database:
                 )
                 have[area] = version
 
+    def ensure_schema(self, area: str, version: int) -> None:
+        """Apply the registered schemas again when *area* is below *version* here: its module
+        registered them after this database was opened (modules load on first use)."""
+        done = self.__dict__.setdefault("_ensured", set())
+        if area in done:
+            return
+        row = self.one("SELECT version FROM schema_versions WHERE area = ?", (area,))
+        if row is None or row["version"] < version:
+            self._migrate()
+        done.add(area)
+
     @contextmanager
     def write(self) -> Iterator["_Tx"]:
         """An immediate (write-locked) transaction: committed on success, rolled back on error."""

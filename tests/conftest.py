@@ -89,24 +89,30 @@ def kpod(tmp_path):
 @pytest.fixture(scope="session", autouse=True)
 def _host_network_state():
     """Put back what the CNI plugins change host-wide when this session was the first to:
-    the shared iptables chains and net.ipv4.ip_forward."""
+    the shared iptables chains, net.ipv4.ip_forward and (IPv6 networks) IPv6 forwarding."""
     if os.geteuid() != 0:
         yield
         return
     from tests.helpers_net import delete_shared_chains, iptables_save
 
-    baseline = iptables_save()
-    try:
-        with open("/proc/sys/net/ipv4/ip_forward") as f:
-            forward = f.read().strip()
-    except OSError:
-        forward = None
+    baseline = {cmd: iptables_save((f"{cmd}-save",)) for cmd in ("iptables", "ip6tables")}  # per family
+    knobs = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
+    saved = {}
+    for knob in knobs:
+        try:
+            with open(knob) as f:
+                saved[knob] = f.read().strip()
+        except OSError:
+            pass
     yield
     delete_shared_chains(baseline)
-    if forward is not None:
+    for knob, value in saved.items():
         try:
-            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-                f.write(forward)
+            with open(knob) as f:
+                if f.read().strip() == value:
+                    continue
+            with open(knob, "w") as f:
+                f.write(value)
         except OSError:
             pass
 

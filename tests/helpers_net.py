@@ -122,11 +122,11 @@ def bridge_ports(bridge: str) -> list[str]:
         return []
 
 
-def iptables_save() -> list[str]:
+def iptables_save(cmds: tuple[str, ...] = ("iptables-save", "ip6tables-save")) -> list[str]:
     lines = []
     if os.geteuid() != 0:
         return lines
-    for cmd in ("iptables-save", "ip6tables-save"):
+    for cmd in cmds:
         out = _run([cmd])
         lines += [re.sub(r"\s*\[\d+:\d+\]", "", ln) for ln in out.splitlines() if ln and not ln.startswith("#")]
     return lines
@@ -201,13 +201,15 @@ def force_cleanup(runroot: str, subnet: str, bridge: str) -> None:
     delete_link(bridge)
 
 
-def delete_shared_chains(baseline: list[str]) -> None:
-    """Remove the CNI plugins' shared chains if they were not there at *baseline* and no
-    container (of anybody) uses them any more."""
+def delete_shared_chains(baseline: list[str] | dict[str, list[str]]) -> None:
+    """Remove the CNI plugins' shared chains if they were not there at *baseline* (the
+    ``iptables_save`` lines, or per command: ``{"ip6tables": [...]}``) and no container
+    (of anybody) uses them any more."""
     for cmd in ("iptables", "ip6tables"):
+        base = baseline.get(cmd, []) if isinstance(baseline, dict) else baseline
         for table, chains in SHARED_CHAINS.items():
             rules = subprocess.run([cmd, "-t", table, "-S"], capture_output=True, text=True).stdout.splitlines()
-            new = [c for c in chains if f"-N {c}" in rules and not any(ln.startswith(f":{c} ") for ln in baseline)]
+            new = [c for c in chains if f"-N {c}" in rules and not any(ln.startswith(f":{c} ") for ln in base)]
             if not new:
                 continue
             shared = sum(SHARED_CHAINS.values(), ())

@@ -68,8 +68,9 @@ def create_flags(f):
         click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container"),
         click.option("-u", "--user", metavar="USER[:GROUP]", help="User (name or UID) to run as"),
         click.option("--group-add", multiple=True, metavar="GROUP", help="Add a supplementary group"),
-        click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]", help="Bind mount a host path"),
-        click.option("--mount", multiple=True, metavar="type=bind|tmpfs,...", help="Attach a filesystem mount"),
+        click.option("-v", "--volume", multiple=True, metavar="[SRC:]DST[:OPTS]",
+                     help="Bind mount a host path (/SRC) or mount a volume (NAME, made if missing; none: anonymous)"),
+        click.option("--mount", multiple=True, metavar="type=bind|tmpfs|volume,...", help="Attach a filesystem mount"),
         click.option("--tmpfs", multiple=True, metavar="DST[:OPTS]", help="Mount a tmpfs"),
         click.option("--image-volume", metavar="MODE",
                      help="The image's VOLUME paths: bind (anonymous volumes, default), tmpfs or ignore"),
@@ -288,17 +289,22 @@ def restart(state, timeout: int | None, all_: bool, running: bool, latest: bool,
               help="With --force, seconds to wait for stop before killing (default 0)")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore errors when a container does not exist")
 @click.option("-l", "--latest", is_flag=True, help="Act on the latest container")
+@click.option("--depend", is_flag=True,
+              help="Remove the containers that join the container's namespaces first (recursively)")
 @click.argument("containers", nargs=-1)
 @click.pass_obj
 def rm(state, force: bool, all_: bool, volumes: bool, timeout: int | None, ignore: bool, latest: bool,
-       containers: tuple[str, ...]) -> None:
+       depend: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers.
 
-    Exit status: 0 all removed; 1 a container does not exist; 2 a container is running
-    and --force was not given; 125 another error.
+    A container whose namespaces others join is refused unless --depend removes them
+    first; those named too are removed before it. Exit status: 0 all removed; 1 a
+    container does not exist; 2 a container is running and --force was not given; 125
+    another error.
     """
     fails = _Failures()
-    for raw, c in _targets(state, containers, all_, latest):
+    done: set[str] = set()
+    for raw, c in _dependents_first(_mgr(state), _targets(state, containers, all_, latest)):
         if isinstance(c, Exception):
             if isinstance(c, NotFound):
                 if not ignore:
@@ -306,8 +312,13 @@ def rm(state, force: bool, all_: bool, volumes: bool, timeout: int | None, ignor
                 continue
             fails.add(c)
             continue
+        if c.id in done:
+            continue  # removed with a container it depends on
         try:
-            c.remove(force=force, volumes=volumes, timeout=timeout)
+            removed = c.remove(force=force, volumes=volumes, timeout=timeout, depend=depend)
+            done.update(removed)
+            for cid in removed[:-1]:
+                click.echo(cid)
             click.echo(raw)
         except NotFound as exc:
             if not ignore:
@@ -338,6 +349,30 @@ def wait(state, condition: tuple[str, ...], interval: str, latest: bool, contain
         except KpodError as exc:
             fails.add(exc)
     fails.exit()
+
+
+def _dependents_first(mgr, targets: list) -> list:
+    """*targets* ((raw, Container or error) pairs) reordered so that a container comes
+    after the targets that join its namespaces; otherwise in the given order."""
+    by_id = {c.id: (raw, c) for raw, c in targets if not isinstance(c, Exception)}
+    out: list = []
+    seen: set[str] = set()
+
+    def visit(raw, c) -> None:
+        if c.id in seen:
+            return
+        seen.add(c.id)
+        for dep in mgr.dependents(c.id):
+            if dep in by_id:
+                visit(*by_id[dep])
+        out.append((raw, c))
+
+    for raw, c in targets:
+        if isinstance(c, Exception):
+            out.append((raw, c))
+        else:
+            visit(raw, c)
+    return out
 
 
 @click.command(context_settings=_CTX)
@@ -949,6 +984,8 @@ def container_prune(state, force: bool, filters: tuple[str, ...]) -> None:
             continue
         if until is not None and c.created_at >= until:
             continue
+        if mgr.dependents(c.id):
+            continue  # containers that join its namespaces remain (newer ones were pruned already)
         try:
             c.remove(force=False)
             click.echo(c.id)

@@ -136,6 +136,8 @@ def network() -> None:
 @click.option("--gateway", multiple=True, metavar="IP", help="Gateway of the subnet (default: its first address)")
 @click.option("--ip-range", metavar="CIDR", help="Allocate container addresses from this part of the subnet")
 @click.option("--internal", is_flag=True, help="No gateway, no masquerading: no traffic leaves the network")
+@click.option("--ipv6", is_flag=True,
+              help="Dual stack: an IPv4 and an IPv6 subnet (free ones for the families --subnet does not give)")
 @click.option("-o", "--opt", multiple=True, metavar="KEY=VALUE", help="Driver option: parent=IF, mode=, mtu=")
 @click.option("--label", multiple=True, metavar="KEY=VALUE", help="Set a label on the network")
 @click.option("--interface-name", metavar="NAME", help="Name of the bridge (default kpodN)")
@@ -145,7 +147,7 @@ def network() -> None:
 @click.argument("name", required=False)
 @click.pass_obj
 def network_create(state, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...], ip_range: str | None,
-                   internal: bool, opt: tuple[str, ...], label: tuple[str, ...], interface_name: str | None,
+                   internal: bool, ipv6: bool, opt: tuple[str, ...], label: tuple[str, ...], interface_name: str | None,
                    disable_dns: bool, ignore: bool, name: str | None) -> None:
     """Create a network; prints its name."""
     from ..errors import AlreadyExists
@@ -167,6 +169,8 @@ def network_create(state, driver: str, subnet: tuple[str, ...], gateway: tuple[s
         options["gateway"] = list(gateway)
     if ip_range:
         options["ip_range"] = ip_range
+    if ipv6:
+        options["ipv6"] = True
     if interface_name:
         options["interface"] = interface_name
     for k in ("mtu", "mode", "parent"):

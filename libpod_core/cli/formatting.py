@@ -221,12 +221,13 @@ class Template:
         return _render(self.tree, data)
 
 
-def render_many(fmt: str, items: Iterable[Any]) -> str:
-    """Render *fmt* once per item (one line each); ``table`` adds an aligned header."""
+def render_many(fmt: str, items: Iterable[Any], *, noheading: bool = False) -> str:
+    """Render *fmt* once per item (one line each); ``table`` aligns the columns and adds a
+    header row (unless *noheading*, the ``--noheading`` of ls commands)."""
     tpl = Template(fmt)
     lines = [tpl.render(i) for i in items]
     if tpl.table:
-        rows = [tpl.headers()] + lines
+        rows = ([] if noheading else [tpl.headers()]) + lines
         return align_tabs(rows)
     return "\n".join(lines)
 

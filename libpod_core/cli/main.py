@@ -64,22 +64,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("cmd_system", "info", "Display kpod system information"),
     "plugins": ("cmd_system", "plugins", "List installed plugins and drivers"),
     "version": ("cmd_system", "version", "Display the kpod version information"),
+    "volume": ("cmd_volumes", "volume", "Manage named volumes"),
 }
-
-# Global flags -> configuration keys (for source tracking: "flag --root").
-FLAG_KEYS = {
-    "root": ("graphroot", "--root"),
-    "runroot": ("runroot", "--runroot"),
-    "runtime": ("runtime", "--runtime"),
-    "storage_driver": ("storage_driver", "--storage-driver"),
-    "storage_opt": ("storage_opts", "--storage-opt"),
-    "conmon": ("conmon_path", "--conmon"),
-    "cni_config_dir": ("cni_config_dir", "--cni-config-dir"),
-    "hooks_dir": ("hooks_dirs", "--hooks-dir"),
-    "log_level": ("log_level", "--log-level"),
-    "network_backend": ("network_backend", "--network-backend"),
-}
-
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on demand."""

@@ -6,8 +6,10 @@ import pytest
 
 from libpod_core.errors import InvalidArgument
 from libpod_core.network import (
+    _dnat_ports,
     customize_resolv,
     expand_ports,
+    loopback6,
     parse_add_host,
     parse_publish,
     port_bindings,
@@ -24,6 +26,11 @@ from libpod_core.pods import parse_share, pause_layer_tar
                                 "protocol": "udp", "range": 1}]),
     ("127.0.0.1::80", [{"host_ip": "127.0.0.1", "host_port": 0, "container_port": 80, "protocol": "tcp", "range": 1}]),
     ("[::1]:8080:80", [{"host_ip": "::1", "host_port": 8080, "container_port": 80, "protocol": "tcp", "range": 1}]),
+    ("[::1]::80", [{"host_ip": "::1", "host_port": 0, "container_port": 80, "protocol": "tcp", "range": 1}]),
+    ("[0:0::1]:8080:80/udp", [{"host_ip": "::1", "host_port": 8080, "container_port": 80, "protocol": "udp",
+                               "range": 1}]),
+    ("[fd00:1::5]:9000-9001:80-81", [{"host_ip": "fd00:1::5", "host_port": 9000, "container_port": 80,
+                                      "protocol": "tcp", "range": 2}]),
     ("9000-9002:8000-8002", [{"host_ip": "", "host_port": 9000, "container_port": 8000, "protocol": "tcp",
                               "range": 3}]),
     ("53:53/tcp,udp", [{"host_ip": "", "host_port": 53, "container_port": 53, "protocol": "tcp", "range": 1},
@@ -34,7 +41,8 @@ def test_parse_publish(spec, want):
 
 
 @pytest.mark.parametrize("spec", ["", "abc", "80:", ":80", "1:2:3:4", "0", "70000", "80/icmp", "1-3:1-2",
-                                  "bad:80:80", "[::1:80:80", "5-3"])
+                                  "bad:80:80", "[::1:80:80", "5-3", "[::1]8080:80", "[::1]:80", "[zz]:1:80",
+                                  "[]:1:80", "::1:8080:80", "[fe80::1%eth0]:1:80", "[::1]:1:2:3"])
 def test_parse_publish_rejects(spec):
     with pytest.raises(InvalidArgument):
         parse_publish(spec)
@@ -96,3 +104,10 @@ def test_pause_layer_is_deterministic(tmp_path):
     f = tmp_path / "catatonit"
     f.write_bytes(b"\x7fELF-not-really")
     assert pause_layer_tar(str(f)) == pause_layer_tar(str(f))
+
+
+def test_loopback6_and_dnat_ports():
+    assert loopback6("::1") and loopback6("0:0::1")
+    assert not loopback6("127.0.0.1") and not loopback6("::") and not loopback6("") and not loopback6(None)
+    ports = parse_publish("[::1]:8080:80") + parse_publish("127.0.0.1:8081:80") + parse_publish("8082:80")
+    assert _dnat_ports(ports) == ports[1:]  # the kernel cannot DNAT ::1: those are proxied

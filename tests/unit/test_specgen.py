@@ -551,16 +551,39 @@ def test_bad_volumes(rootfs, tmp_path, vol):
 
 
 def test_bad_mounts_and_tmpfs(rootfs, tmp_path):
-    for bad in ("type=volume,src=x,dst=/x", "type=bind,dst=/x", "type=bind,src=/tmp", "type=tmpfs,dst=/x,wat=1",
-                "type=bind,src=/tmp,dst=/x,bind-propagation=weird"):
+    for bad in ("type=bind,dst=/x", "type=bind,src=/tmp", "type=tmpfs,dst=/x,wat=1",
+                "type=bind,src=/tmp,dst=/x,bind-propagation=weird", "type=image,src=x,dst=/x",
+                "type=volume,src=x,dst=/x,bogus", "type=volume,src=x,dst=relative"):
         with pytest.raises(InvalidArgument):
             parse_mount(bad)
+    # a volume is resolved to a host directory by create, never by the spec generator
+    with pytest.raises(InvalidArgument, match="resolved"):
+        gen(rootfs, mounts=["type=volume,src=x,dst=/x"])
     for bad in ("relative", "/x:bogus", "/x:size=big"):
         with pytest.raises(InvalidArgument):
             parse_tmpfs(bad)
     with pytest.raises(InvalidArgument, match="duplicate"):
         gen(rootfs, volumes=[f"{tmp_path}:/d"], tmpfs=["/d"])
     assert parse_volume(f"{tmp_path}:/x:z,Z,nosuid,exec")["options"][-1] == "exec"
+
+
+def test_volume_flags_split_into_binds_and_volumes(tmp_path):
+    assert [specgen.is_bind_volume(v) for v in (f"{tmp_path}:/a", "./rel:/a", ":/a", "name:/a", "/anon")] == \
+        [True, True, True, False, False]
+    binds, others, uses = specgen.split_user_mounts(
+        [f"{tmp_path}:/a:ro", "vol:/b:ro,nocopy", "/c"],
+        ["type=volume,source=x,target=/d,volume-nocopy", "type=tmpfs,target=/e", "type=volume,target=/f,ro",
+         {"destination": "/g", "type": "bind", "source": str(tmp_path)}])
+    assert binds == [f"{tmp_path}:/a:ro"]
+    assert others == ["type=tmpfs,target=/e", {"destination": "/g", "type": "bind", "source": str(tmp_path)}]
+    assert [(u["name"], u["destination"], "ro" in u["options"], u["copy"]) for u in uses] == [
+        ("vol", "/b", True, False), (None, "/c", False, True), ("x", "/d", False, False), (None, "/f", True, True)]
+    assert uses[0]["options"] == ["rbind", "rprivate", "ro", "nosuid", "nodev"]
+    assert specgen.user_mount_destinations(["vol:/b", "/c/"], ["/t"], ["type=volume,target=/f"]) == \
+        {"/b", "/c", "/t", "/f"}
+    for bad in ("vol:relative", "vol:/x:bogus", "vol:/x:ro,rw", "a:/b:ro:x", "vol:/"):
+        with pytest.raises(InvalidArgument):
+            specgen.volume_use(bad)
 
 
 def test_etc_files_and_init(rootfs, tmp_path):

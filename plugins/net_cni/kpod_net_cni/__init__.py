@@ -633,15 +633,28 @@ class CNIBackend:
                     return f"subnet {net} is already used on the host (address {a})"
             return None
 
+        def free_ipv4() -> dict:
+            pool = ipaddress.ip_network(self.subnet_pool, strict=False)
+            for cand in pool.subnets(new_prefix=max(24, pool.prefixlen)):
+                if conflict(cand) is None:
+                    return {"subnet": str(cand), "gateway": str(next(cand.hosts()))}
+            raise NetworkError(f"no free subnet left in {pool} for a new network")
+
+        def free_ipv6() -> dict:
+            # a unique local /64 (RFC 4193: fd00::/8, a random 40-bit global ID), as podman
+            for _ in range(100):
+                cand = ipaddress.ip_network((0xFD << 120 | int.from_bytes(os.urandom(5), "big") << 80, 64))
+                if conflict(cand) is None:
+                    return {"subnet": str(cand), "gateway": str(cand.network_address + 1)}
+            raise NetworkError("no free IPv6 subnet found for a new network")
+
+        ipv6 = _as_bool(options.get("ipv6"), "ipv6")
         ranges: list[dict] = []
         if not subnets:
             if gateways or ip_range:
                 raise InvalidArgument("a gateway or IP range needs a subnet")
-            pool = ipaddress.ip_network(self.subnet_pool, strict=False)
-            for cand in pool.subnets(new_prefix=max(24, pool.prefixlen)):
-                if conflict(cand) is None:
-                    return [{"subnet": str(cand), "gateway": str(next(cand.hosts()))}]
-            raise NetworkError(f"no free subnet left in {pool} for a new network")
+            # --ipv6 without subnets: dual stack (podman's)
+            return [free_ipv4(), free_ipv6()] if ipv6 else [free_ipv4()]
         seen: list = []
         for i, raw in enumerate(subnets):
             gw = None
@@ -691,6 +704,12 @@ class CNIBackend:
             ranges.append(entry)
         if len(gateways) > len(subnets):
             raise InvalidArgument("more gateways than subnets")
+        if ipv6:  # dual stack: the family not given gets a free subnet (podman's --ipv6)
+            families = {ipaddress.ip_network(r["subnet"]).version for r in ranges}
+            if 4 not in families:
+                ranges.append(free_ipv4())
+            if 6 not in families:
+                ranges.append(free_ipv6())
         return ranges
 
     def _bridge_name(self, options: dict, scan) -> str:
