@@ -12,13 +12,17 @@ PLUGINS := runtime_runc runtime_crun storage_overlay storage_vfs net_cni
 PLUGIN_DIRS := $(addprefix plugins/,$(PLUGINS))
 PIP_STAMP := $(VENV)/.installed
 APT_STAMP := .apt-installed
+# install locations (packagers: PREFIX=/usr, DESTDIR=staging directory)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 
 # Debian packages the engine and its tests use for real.
 APT_PACKAGES := runc crun conmon containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base busybox-static catatonit \
-	skopeo docker-registry gnupg openssl iptables iproute2 tmux python3-venv ca-certificates
+	skopeo docker-registry gnupg openssl iptables iproute2 tmux python3-venv ca-certificates systemd
 BENCH_PACKAGES := podman hyperfine
 
-.PHONY: all deps venv run test unit install bench clean distclean check-docs
+.PHONY: all deps venv run test unit install install-systemd bench clean distclean check-docs
 
 all: venv
 
@@ -44,8 +48,16 @@ $(PIP_STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) | deps
 
 venv: deps $(PIP_STAMP)
 
-install: venv
-	ln -sf $(abspath $(KPOD)) /usr/local/bin/kpod
+install: venv install-systemd
+	install -d $(DESTDIR)$(BINDIR)
+	ln -sf $(abspath $(KPOD)) $(DESTDIR)$(BINDIR)/kpod
+
+# kpod-restart.service (podman-restart.service's counterpart: the "always" containers at
+# boot), naming the kpod in $(BINDIR). Needs no venv, so packagers can run it alone.
+install-systemd:
+	install -d $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	sed 's|/usr/bin/kpod |$(BINDIR)/kpod |' contrib/systemd/kpod-restart.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/kpod-restart.service
+	chmod 644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/kpod-restart.service
 
 # The main job: a real container from a locally built busybox image.
 run: venv

@@ -1119,9 +1119,12 @@ class Container:
             if ex is not None:
                 code, oom, when = ex
             else:
-                code, oom, when = (137 if killed else 255), False, time.time()
+                # 137: kpod's SIGKILL ended it; -1: it had exited, with a code nobody
+                # collected (podman's "exit file did not appear" code)
+                code, oom, when = (137 if killed else -1), False, time.time()
             self._update(status="stopped", exit_code=code, oom_killed=int(oom), finished_at=when, pid=0,
-                         error="conmon (the container's monitor) died; the container was stopped")
+                         error="conmon (the container's monitor) died; " + (
+                             "the container was killed" if killed else "the container's exit code is unknown"))
             return "stopped"
         self._update(status=st["status"], exit_code=st["exit_code"], oom_killed=int(st["oom_killed"]),
                      finished_at=st["finished_at"])
@@ -1149,6 +1152,18 @@ class Container:
             self._lock_depth = 0
             self._lock = None
             lock.release()
+
+    def observe_repaired(self) -> dict[str, Any]:
+        """:meth:`observe` after :meth:`refresh` repaired an anomaly (a lost monitor is
+        killed and its exit recorded first, so nothing reports a stale state or exit code).
+        ``anomaly`` stays set when another process holds the lock. Raises NotFound when the
+        container was removed meanwhile."""
+        st = self.observe()
+        if st["anomaly"]:
+            self.refresh()
+            self.reload()  # NotFound when it was removed meanwhile
+            st = self.observe()
+        return st
 
     # -- storage --------------------------------------------------------------------------
     def mount(self, read_only_use: bool = False) -> str:
@@ -1435,7 +1450,9 @@ class Container:
         with self.locked():
             status = self.sync()
             if status not in ("running", "paused"):
-                raise ContainerStateError(f"can only kill running containers. {self.id} is in state {display_state(status)}")
+                why = f" ({self.row['error']})" if self.row["error"] else ""  # a lost monitor
+                raise ContainerStateError(
+                    f"can only kill running containers. {self.id} is in state {display_state(status)}{why}")
             self._runtime().runtime_kill(container_id=self.id, signal=signum, all_processes=False)
         self.mgr.event("kill", self)
 
@@ -1701,16 +1718,11 @@ class Container:
                 if rec is not None and wanted & {"stopped", "exited"}:
                     return rec[0]
                 raise
-            st = self.observe()
-            if st["anomaly"]:
-                if self.refresh() == "removed":
-                    continue
-                try:
-                    self.reload()
-                except NotFound:
-                    continue
-                st = self.observe()
-            if st["status"] in wanted:
+            try:
+                st = self.observe_repaired()
+            except NotFound:
+                continue  # removed meanwhile: its recorded exit code (above)
+            if st["status"] in wanted and not st["anomaly"]:  # else another process is repairing it
                 if st["status"] in ("stopped", "exited"):
                     code = st["exit_code"]
                     return code if code is not None else -1
@@ -1845,7 +1857,7 @@ def inspect_container(c: Container, size: bool = False) -> dict[str, Any]:
     from . import specgen
 
     mgr = c.mgr
-    st = c.observe()
+    st = c.observe_repaired()  # a lost monitor or a reboot is repaired first, as ps does
     status = st["status"]
     conf = c.config
     spec = c.spec()

@@ -83,16 +83,53 @@ def processes_mentioning(text: str, names: tuple[str, ...] = ("conmon",)) -> lis
         try:
             with open(f"/proc/{d}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
         except OSError:
             continue
-        if stat[stat.rindex(b")") + 2: stat.rindex(b")") + 3] == b"Z":
+        if process_gone(int(d)):
             continue
         heads = {os.path.basename(a).decode(errors="replace") for a in argv[:2]}
         if heads & set(names) and text.encode() in b" ".join(argv):
             out.append(int(d))
     return out
+
+
+def process_gone(pid: int) -> bool:
+    """*pid* has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(b")") + 2: stat.rindex(b")") + 3] == b"Z"
+
+
+def simulate_reboot(env: "CtrEnv") -> None:
+    """Do to *env*'s store what a reboot does: every conmon and container process of the
+    store SIGKILLed, the runtime's record of its containers deleted (``<runtime> --root
+    <runroot>/runtime/<runtime> delete --force``, their cgroups with it), every mount under
+    its roots gone and the runroot (on /run, a tmpfs) emptied. The graphroot (rows, logs,
+    layers) stays, as a disk does."""
+    import signal
+    import subprocess
+
+    ids = env.ids()
+    pids = [int(p) for p in env.kpod("inspect", "--format", "{{.State.Pid}}", *ids).stdout.split()] if ids else []
+    pids = [p for p in pids if p > 0]
+    for pid in processes_mentioning(env.runroot) + pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    env.wait_for(lambda: all(process_gone(p) for p in pids), what="the containers' processes to die")
+    state_root = os.path.join(env.runroot, "runtime", env.runtime)
+    for cid in ids:
+        subprocess.run([env.runtime, "--root", state_root, "delete", "--force", cid], capture_output=True)
+    for m in sorted(mounts_under(env.graphroot) + mounts_under(env.runroot), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], check=True)  # rootfs, /dev/shm, network namespaces
+    subprocess.run(["rm", "-rf", env.runroot], check=True)
+    for cid in ids:
+        for d in cgroup_dirs(cid):  # what the runtime's delete could not remove
+            os.rmdir(d)
 
 
 def mounts_under(prefix: str) -> list[str]:

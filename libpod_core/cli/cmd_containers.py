@@ -36,18 +36,27 @@ _Failures = Failures  # one error-report style for multi-object commands (base.F
 
 
 def _targets(state, names: Iterable[str], all_: bool = False, latest: bool = False,
-             select: Callable[[Any], bool] | None = None):
-    """(raw input, Container or exception) for NAME arguments, --all or --latest."""
+             select: Callable[[Any], bool] | None = None, filters: Iterable[str] = ()):
+    """(raw input, Container or exception) for NAME arguments, --all or --latest.
+    *filters* (``--filter KEY=VALUE``, ps's keys) keep the containers that match (their raw
+    input is then the ID); without names they select from all containers, as podman's start
+    and stop do."""
     mgr = _mgr(state)
     names = list(names)
-    if all_ or latest:
+    flt = _parse_filters(filters)
+    if all_ or latest or (flt and not names):
         if names:
             raise InvalidArgument("--all and --latest take no container names")
-        cs = mgr.list() if all_ else [mgr.latest()]
-        return [(c.id, c) for c in cs if select is None or select(c)]
+        cs = [mgr.latest()] if latest else mgr.list()
+        return [(c.id, c) for c in cs
+                if (select is None or select(c)) and (not flt or _match_filters(c, c.observe(), flt, mgr, {}))]
     if not names:
         raise InvalidArgument("you must provide at least one container name or ID")
-    return lookup_each(mgr, names)
+    found = lookup_each(mgr, names)
+    if not flt:
+        return found
+    return [(raw, c) if isinstance(c, Exception) else (c.id, c) for raw, c in found
+            if isinstance(c, Exception) or _match_filters(c, c.observe(), flt, mgr, {})]
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,13 +164,15 @@ def run(state, image: str, command: tuple[str, ...], detach: bool, detach_keys: 
 @click.option("--detach-keys", default="ctrl-p,ctrl-q", metavar="KEYS", help="Key sequence that detaches")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Forward signals to the container (with --attach)")
 @click.option("--all", "all_", is_flag=True, help="Start all containers that are not running")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only containers that match (ps's filters, restart-policy= too); without names: all that match")
 @click.argument("containers", nargs=-1)
 @click.pass_obj
 def start(state, attach: bool, interactive: bool, detach_keys: str, sig_proxy: bool, all_: bool,
-          containers: tuple[str, ...]) -> None:
+          filters: tuple[str, ...], containers: tuple[str, ...]) -> None:
     """Start one or more containers."""
     if attach:
-        if all_ or len(containers) != 1:
+        if all_ or filters or len(containers) != 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
         c = _mgr(state).get(containers[0])
         status = c.refresh()
@@ -176,7 +187,8 @@ def start(state, attach: bool, interactive: bool, detach_keys: str, sig_proxy: b
             raise click.exceptions.Exit(code)
         return
     fails = _Failures()
-    targets = _targets(state, containers, all_, select=(lambda c: c.state() not in ("running", "paused")) if all_ else None)
+    targets = _targets(state, containers, all_, filters=filters,
+                       select=(lambda c: c.state() not in ("running", "paused")) if all_ or filters else None)
     for raw, c in targets:
         if isinstance(c, Exception):
             fails.add(c)
@@ -190,9 +202,9 @@ def start(state, attach: bool, interactive: bool, detach_keys: str, sig_proxy: b
 
 
 def _simple(verb: str, action: Callable[[Any], None], containers, all_: bool, latest: bool, state,
-            ignore: bool = False, select=None) -> None:
+            ignore: bool = False, select=None, filters: Iterable[str] = ()) -> None:
     fails = _Failures()
-    for raw, c in _targets(state, containers, all_, latest, select=select):
+    for raw, c in _targets(state, containers, all_, latest, select=select, filters=filters):
         if isinstance(c, Exception):
             if ignore and isinstance(c, NotFound):
                 continue
@@ -215,12 +227,16 @@ def _simple(verb: str, action: Callable[[Any], None], containers, all_: bool, la
 @click.option("-a", "--all", "all_", is_flag=True, help="Stop all running containers")
 @click.option("-l", "--latest", is_flag=True, help="Act on the latest container")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore errors when a container does not exist")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only containers that match (ps's filters, restart-policy= too); without names: all that match")
 @click.argument("containers", nargs=-1)
 @click.pass_obj
-def stop(state, timeout: int | None, all_: bool, latest: bool, ignore: bool, containers: tuple[str, ...]) -> None:
+def stop(state, timeout: int | None, all_: bool, latest: bool, ignore: bool, filters: tuple[str, ...],
+         containers: tuple[str, ...]) -> None:
     """Stop one or more containers: the stop signal (SIGTERM), then SIGKILL after the timeout."""
     _simple("stop", lambda c: c.stop(timeout), containers, all_, latest, state, ignore,
-            select=(lambda c: c.state() in ("running", "paused", "created")) if all_ else None)
+            select=(lambda c: c.state() in ("running", "paused", "created")) if all_ or filters else None,
+            filters=filters)
 
 
 @click.command(context_settings=_CTX)
@@ -328,29 +344,6 @@ def rm(state, force: bool, all_: bool, volumes: bool, timeout: int | None, ignor
     fails.exit()
 
 
-@click.command(context_settings=_CTX)
-@click.option("--condition", multiple=True, metavar="STATE",
-              help="State to wait for: stopped (default), exited, created, running, paused")
-@click.option("-i", "--interval", default="250ms", metavar="DURATION",
-              help="Time between state checks (default 250ms)")
-@click.option("-l", "--latest", is_flag=True, help="Act on the latest container")
-@click.argument("containers", nargs=-1)
-@click.pass_obj
-def wait(state, condition: tuple[str, ...], interval: str, latest: bool, containers: tuple[str, ...]) -> None:
-    """Wait for containers to stop and print their exit codes."""
-    step = parse_duration(interval) if not interval.isdigit() else int(interval) / 1000.0
-    fails = _Failures()
-    for _raw, c in _targets(state, containers, latest=latest):
-        if isinstance(c, Exception):
-            fails.add(c)
-            continue
-        try:
-            click.echo(c.wait(list(condition) or ["stopped"], interval=max(step, 0.01)))
-        except KpodError as exc:
-            fails.add(exc)
-    fails.exit()
-
-
 def _dependents_first(mgr, targets: list) -> list:
     """*targets* ((raw, Container or error) pairs) reordered so that a container comes
     after the targets that join its namespaces; otherwise in the given order."""
@@ -373,6 +366,29 @@ def _dependents_first(mgr, targets: list) -> list:
         else:
             visit(raw, c)
     return out
+
+
+@click.command(context_settings=_CTX)
+@click.option("--condition", multiple=True, metavar="STATE",
+              help="State to wait for: stopped (default), exited, created, running, paused")
+@click.option("-i", "--interval", default="250ms", metavar="DURATION",
+              help="Time between state checks (default 250ms)")
+@click.option("-l", "--latest", is_flag=True, help="Act on the latest container")
+@click.argument("containers", nargs=-1)
+@click.pass_obj
+def wait(state, condition: tuple[str, ...], interval: str, latest: bool, containers: tuple[str, ...]) -> None:
+    """Wait for containers to stop and print their exit codes."""
+    step = parse_duration(interval) if not interval.isdigit() else int(interval) / 1000.0
+    fails = _Failures()
+    for _raw, c in _targets(state, containers, latest=latest):
+        if isinstance(c, Exception):
+            fails.add(c)
+            continue
+        try:
+            click.echo(c.wait(list(condition) or ["stopped"], interval=max(step, 0.01)))
+        except KpodError as exc:
+            fails.add(exc)
+    fails.exit()
 
 
 @click.command(context_settings=_CTX)
@@ -455,13 +471,32 @@ def _ps_record(c, st: dict, now: float, no_trunc: bool, size: bool) -> tuple[dic
 
 
 def _parse_filters(filters: Iterable[str]) -> dict[str, list[str]]:
+    """``KEY=VALUE`` filters of ps, start and stop -> {key: [values]}; unknown keys and
+    bad values are refused here, before any container is looked at."""
+    from ..containers import RESTART_POLICIES
+
     out: dict[str, list[str]] = {}
-    valid = ("status", "name", "label", "ancestor", "exited", "id", "before", "since", "pod", "network")
+    valid = ("status", "name", "label", "ancestor", "exited", "id", "before", "since", "pod", "network",
+             "restart-policy")
     for f in filters:
         key, sep, value = f.partition("=")
         key = key.strip().lower()
         if not sep or key not in valid:
             raise InvalidArgument(f"invalid filter {f!r}: expected one of {', '.join(k + '=' for k in valid)}")
+        if key == "name":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise InvalidArgument(f"invalid filter name={value!r}: {exc}") from None
+        if key == "status" and value not in _PS_STATES:
+            raise InvalidArgument(f"invalid filter status={value!r}: expected one of {', '.join(_PS_STATES)}")
+        if key == "exited":
+            try:
+                int(value)
+            except ValueError:
+                raise InvalidArgument(f"invalid filter exited={value!r}: expected an exit code") from None
+        if key == "restart-policy" and value not in RESTART_POLICIES:
+            raise InvalidArgument(f"invalid filter restart-policy={value!r}: expected one of {', '.join(RESTART_POLICIES)}")
         out.setdefault(key, []).append(value)
     return out
 
@@ -474,10 +509,10 @@ def _match_filters(c, st: dict, flt: dict[str, list[str]], mgr, id_order: dict[s
 
     for key, values in flt.items():
         if key == "status":
-            for v in values:
-                if v not in _PS_STATES:
-                    raise InvalidArgument(f"invalid filter status={v!r}: expected one of {', '.join(_PS_STATES)}")
             if display_state(st["status"]) not in {display_state(v) for v in values}:
+                return False
+        elif key == "restart-policy":
+            if c.restart_policy not in values:
                 return False
         elif key == "name":
             if not any(re.search(v, c.name) for v in values):
@@ -494,11 +529,7 @@ def _match_filters(c, st: dict, flt: dict[str, list[str]], mgr, id_order: dict[s
         elif key == "exited":
             if display_state(st["status"]) != "exited":
                 return False
-            try:
-                codes = {int(v) for v in values}
-            except ValueError:
-                raise InvalidArgument("invalid filter exited=: expected an exit code") from None
-            if st["exit_code"] not in codes:
+            if st["exit_code"] not in {int(v) for v in values}:
                 return False
         elif key == "ancestor":
             ok = False
@@ -552,7 +583,7 @@ _SORT_KEYS = ("command", "created", "id", "image", "names", "runningfor", "size"
 @click.option("-s", "--size", is_flag=True, help="Show container sizes")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="status=, name=, label=, ancestor=, exited=, id=, before=, since=")
+              help="status=, name=, label=, ancestor=, exited=, id=, before=, since=, pod=, network=, restart-policy=")
 @click.option("--sort", default="created", type=click.Choice(_SORT_KEYS), help="Sort the output (default created)")
 @click.option("--format", "fmt", metavar="FORMAT", help="'json' or a Go template like '{{.ID}} {{.Names}}'")
 @click.option("--noheading", is_flag=True, help="Do not print the header row")
@@ -571,15 +602,10 @@ def ps(state, all_: bool, quiet: bool, latest: bool, last: int, size: bool, no_t
         cs = cs[:last]
     rows = []
     for c in cs:
-        st = c.observe()
-        if st["anomaly"]:
-            if c.refresh() == "removed":
-                continue
-            try:
-                c.reload()
-            except NotFound:
-                continue
-            st = c.observe()
+        try:
+            st = c.observe_repaired()
+        except NotFound:
+            continue
         if not (all_ or latest or last >= 0 or flt) and st["status"] != "running":
             continue
         if flt and not _match_filters(c, st, flt, mgr, {}):

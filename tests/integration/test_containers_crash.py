@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.conftest import KPOD, ROOT, assert_one_error_line
-from tests.helpers_images import CtrEnv, cgroup_dirs, mounts_under, processes_mentioning
+from tests.helpers_images import CtrEnv, mounts_under, process_gone, simulate_reboot
 
 pytestmark = pytest.mark.integration
 
@@ -170,8 +170,7 @@ def test_conmon_killed_reads_as_exited(ctr):
     assert "Exited (137)" in k("ps", "-a", "--format", "{{.Status}}").stdout
     assert k.state("orphan") == "exited"
     assert k.inspect("orphan", "{{.State.Error}}").startswith("conmon")
-    k.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
-               what="the orphaned container process to die")
+    k.wait_for(lambda: process_gone(pid), what="the orphaned container process to die")
     assert k("wait", "orphan").stdout.strip() == "137"
     # it can be started again, and removed without force once stopped
     k("start", "orphan")
@@ -184,23 +183,9 @@ def test_reboot_runroot_vanished(ctr):
     k = ctr
     k("run", "-d", "--name", "was-running", "busybox", "sleep", "100")
     k("create", "--name", "never-started", "busybox", "echo", "hi")
-    ids = k.ids()
-    cpid = int(k.inspect("was-running", "{{.State.Pid}}"))
-    assert cpid > 0
+    assert int(k.inspect("was-running", "{{.State.Pid}}")) > 0
     # "reboot": every process, mount and cgroup of the store goes away with the runroot
-    for pid in processes_mentioning(k.runroot):
-        os.kill(pid, signal.SIGKILL)
-    try:
-        os.kill(cpid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    k.wait_for(lambda: not os.path.exists(f"/proc/{cpid}"), what="container process gone")
-    for m in sorted(mounts_under(k.graphroot) + mounts_under(k.runroot), key=len, reverse=True):
-        subprocess.run(["umount", "-l", m], check=True)  # the rootfs, and the network namespaces
-    subprocess.run(["rm", "-rf", k.runroot], check=True)
-    for cid in ids:
-        for d in cgroup_dirs(cid):
-            os.rmdir(d)
+    simulate_reboot(k)
     # after the reboot
     rows = dict(l.split() for l in k("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.splitlines())
     assert rows == {"was-running": "exited", "never-started": "created"}
