@@ -119,11 +119,15 @@ def test_runs_without_click(tmp_path):
         "import sys\n"
         "from libpod_core.cli import fast\n"
         f"rc = fast.run(['--root', {str(tmp_path / 'g')!r}, '--runroot', {str(tmp_path / 'r')!r},\n"
+        f"             '--cni-config-dir', {str(tmp_path / 'cni')!r},  # never the host's /etc/cni/net.d\n"
         "             'create', '--pull', 'never', 'localhost/no/such:image', 'true'])\n"
         "print(rc, 'click' in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KPOD_")}
     env["HOME"] = str(tmp_path)
+    host_conf = "/etc/cni/net.d/kpod.conflist"
+    before = os.path.exists(host_conf)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert os.path.exists(host_conf) == before, "the test wrote the host's default network"
     assert proc.stdout.split() == ["125", "False"], proc.stderr
     assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1, proc.stderr
