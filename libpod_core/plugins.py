@@ -112,13 +112,38 @@ def _impl_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 
 
 class _PluggyManager(pluggy.PluginManager):
-    """pluggy's manager, minus a static lookup of every dunder attribute of every plugin
-    registered (a third of a driver's start-up): no hook implementation has such a name."""
+    """pluggy's manager, minus most of the static attribute lookups (inspect.getattr_static,
+    a third of a driver's start-up) it makes for every attribute of every plugin registered:
+    dunder names are never hook implementations, and neither is a plain function without
+    the hookimpl marker. Anything else (markers, descriptors, instance attributes) is left to
+    pluggy, so what counts as a hook implementation does not change."""
 
     def parse_hookimpl_opts(self, plugin, name: str):
         if name[:2] == "__" and name[-2:] == "__":
             return None
+        func = _plain_function(plugin, name)
+        if func is not None and getattr(func, f"{self.project_name}_impl", None) is None:
+            return None
         return super().parse_hookimpl_opts(plugin, name)
+
+
+def _plain_function(plugin: object, name: str):
+    """The plain function *name* is on *plugin*, found in the namespaces' dicts without
+    running any descriptor; None when it is anything else or found elsewhere."""
+    import types
+
+    if isinstance(plugin, types.ModuleType):
+        obj = plugin.__dict__.get(name)
+    else:
+        own = getattr(plugin, "__dict__", None)
+        if not isinstance(plugin, type) and isinstance(own, dict) and name in own:
+            return None  # an instance attribute: pluggy decides
+        obj = None
+        for klass in (plugin if isinstance(plugin, type) else type(plugin)).__mro__:
+            if name in klass.__dict__:
+                obj = klass.__dict__[name]
+                break
+    return obj if isinstance(obj, types.FunctionType) else None
 
 
 class PluginManager:
