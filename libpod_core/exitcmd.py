@@ -67,9 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if container_gone(argv):
         return
-    from .cli.main import main as kpod_main
+    import gc
 
-    kpod_main(argv)
+    from .cli.fast import GC_THRESHOLD, leave
+    from .cli.main import run
+
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    leave(run(argv))
 
 
 if __name__ == "__main__":

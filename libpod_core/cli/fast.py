@@ -187,12 +187,48 @@ def run(argv: list[str]) -> int | None:
         return report(e, debug)
 
 
+#: the cyclic collector's first threshold while kpod runs (Python's default is 700):
+#: importing the engine allocates enough to run it a dozen times for nothing (~3 ms of a
+#: create); long commands (pull, logs -f) still collect every 50,000 allocations
+GC_THRESHOLD = 50_000
+
+
 def main() -> None:
     """Console-script entry point."""
+    import gc
+
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
     argv = sys.argv[1:]
     code = run(argv)
     if code is None:
         from .main import run as click_run
 
         code = click_run(argv)
-    sys.exit(code)
+    leave(code)
+
+
+def leave(code: int) -> None:
+    """Exit with *code*, skipping the interpreter's finalisation when nothing needs it.
+
+    Freeing every module and object one by one, and SQLite's checkpoint when its last
+    connection closes, cost ~11 ms of a ~65 ms ``kpod create``. What a normal exit does
+    that matters is done here: standard streams are flushed and atexit handlers run (logging's
+    flush among them). While a non-daemon thread still runs, the normal exit waits for it as
+    usual. The state database is left as after a crash, which SQLite's WAL mode is made for
+    (committed transactions are in the WAL; the next command reads them, and checkpoints
+    happen at commits)."""
+    import os
+
+    threading = sys.modules.get("threading")
+    run_exitfuncs = getattr(__import__("atexit"), "_run_exitfuncs", None)
+    if run_exitfuncs is None or (threading is not None and any(
+            t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())):
+        sys.exit(code)
+    run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code if isinstance(code, int) else 0)
