@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import fcntl
-import gzip
 import hashlib
 import json
 import os
@@ -32,7 +31,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import zlib
@@ -748,9 +746,68 @@ def measure_importtime(ctx: Ctx) -> dict:
     return out
 
 
+CNI_FLOOR_NETNS = "kpodbench-floor"
+CNI_FLOOR_BRIDGE = "kbfloor0"
+
+
+def _cni_call(command: str, plugin: dict, name: str, prev: dict | None, netns: str) -> dict:
+    """One CNI plugin call as the spec describes it (what libcni does for each plugin)."""
+    conf = dict(plugin, cniVersion="0.4.0", name=name)
+    if prev is not None:
+        conf["prevResult"] = prev
+    if plugin.get("capabilities", {}).get("portMappings"):
+        conf["runtimeConfig"] = {"portMappings": []}
+    env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID="kpodbench-floor", CNI_NETNS=netns,
+               CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni")
+    r = subprocess.run([os.path.join("/usr/lib/cni", plugin["type"])], input=json.dumps(conf).encode(),
+                       capture_output=True, env=env, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"CNI {plugin['type']} {command}: {(r.stdout or r.stderr).decode(errors='replace')[:200]}")
+    return json.loads(r.stdout) if command == "ADD" and r.stdout.strip() else (prev or {})
+
+
+def cni_floor(fl: str, out: dict) -> None:
+    """ADD then DEL of the bench's network configuration (bridge, host-local, portmap,
+    firewall, tuning: every plugin, as libcni runs a list) on a new network namespace, with
+    the real plugins and nothing else: what the network costs any engine using CNI."""
+    if not os.path.isdir("/usr/lib/cni"):
+        return
+    subnet = E.free_subnets(1)[0]
+    conf = E.conflist("kpodbench-floor", CNI_FLOOR_BRIDGE, subnet, os.path.join(fl, "cni-ipam"))
+    netns = f"/run/netns/{CNI_FLOOR_NETNS}"
+    adds, dels = [], []
+    try:
+        for i in range(6):
+            subprocess.run(["ip", "netns", "add", CNI_FLOOR_NETNS], check=True, capture_output=True)
+            try:
+                t0 = time.perf_counter()
+                result = None
+                for plugin in conf["plugins"]:
+                    result = _cni_call("ADD", plugin, conf["name"], result, netns)
+                t1 = time.perf_counter()
+                for plugin in reversed(conf["plugins"]):
+                    _cni_call("DEL", plugin, conf["name"], result, netns)
+                t2 = time.perf_counter()
+            finally:
+                subprocess.run(["ip", "netns", "del", CNI_FLOOR_NETNS], capture_output=True)
+            if i:  # the first is a warm-up
+                adds.append(t1 - t0)
+                dels.append(t2 - t1)
+        for what, vals in (("CNI ADD (the bench network's plugins alone)", adds),
+                           ("CNI DEL (the bench network's plugins alone)", dels)):
+            out[what] = {"secs": statistics.median(vals), "ok": True, "error": ""}
+            log(f"  {what}: {out[what]['secs']:.3f} s (median of {len(vals)})")
+    except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as e:
+        out["CNI ADD + DEL"] = {"secs": 0, "ok": False, "error": str(e)}
+        log(f"  CNI floor failed: {e}")
+    finally:
+        subprocess.run(["ip", "netns", "del", CNI_FLOOR_NETNS], capture_output=True)
+        subprocess.run(["ip", "link", "del", CNI_FLOOR_BRIDGE], capture_output=True)
+
+
 def measure_floors(ctx: Ctx) -> dict:
     """What the machine and the low-level tools can do without either engine (one run each)."""
-    log("== floors: runc/crun alone, inflate, extract, skopeo")
+    log("== floors: runc/crun alone, inflate, extract, CNI, skopeo")
     out: dict[str, dict] = {}
 
     def timed(name: str, argv: list[str], shell: bool = False, quiet: bool = False, **kw) -> None:
@@ -814,6 +871,7 @@ def measure_floors(ctx: Ctx) -> dict:
                 h.update(d.decompress(chunk))
         out["python zlib inflate + sha256"] = {"secs": time.perf_counter() - t0, "ok": True, "error": ""}
         log(f"  python zlib inflate + sha256: {out['python zlib inflate + sha256']['secs']:.3f} s")
+        cni_floor(fl, out)
         if ctx.registry:
             timed("skopeo copy docker:// → dir:", ["skopeo", "copy", "--src-tls-verify=false",
                   f"docker://{ctx.registry.host}/kpodbench/large:latest", f"dir:{os.path.join(fl, 'skopeo-dir')}"])
@@ -1137,7 +1195,9 @@ def render(ctx: Ctx, results: list[dict], extras: dict, mach: dict, elapsed: flo
           "namespace without /sys/fs/cgroup/unified, as issue 5 describes). The layer rows use the large image's "
           f"stdlib layer ({ctx.large_info.get('tar_bytes', 0) / 1e6:.0f} MB tar, "
           f"{ctx.large_info.get('gzip_bytes', 0) / 1e6:.0f} MB gzip, {ctx.large_info.get('entries', 0)} entries). "
-          "`python -c pass` is the floor under every kpod command, as the runtime rows are under `run`.")
+          "`python -c pass` is the floor under every kpod command, as the runtime rows are under `run`; "
+          "the CNI rows (medians of 5) run the bench network's plugin list on a new network namespace with "
+          "nothing else, as libcni does for each plugin: under every `run` on a bridge network.")
         a("")
     imp = extras.get("importtime")
     if imp and imp["commands"]:
@@ -1228,7 +1288,7 @@ def main() -> int:
             print(f"{s.key:12} {s.title}")
         print(f"{'rss':12} resident memory per detached container")
         print(f"{'importtime':12} python -X importtime of kpod --help / version / run")
-        print(f"{'floors':12} runc/crun/zcat/tar/skopeo alone, for reference")
+        print(f"{'floors':12} runc/crun/zcat/tar/CNI/skopeo alone, for reference")
         return 0
     only = args.only or keys
     bad = [k for k in only if k not in keys]
