@@ -339,8 +339,6 @@ class ImageStore:
         """Create a layer on *parent* from a tar *stream* (plain/gzip/zstd), or an empty
         read-write layer when *stream* is None. Returns the row. On any failure nothing
         remains."""
-        from ..digest import ReadAhead, open_decompressed
-
         lid = new_id()
         with self.db.write() as tx:
             tx.execute(
@@ -354,6 +352,8 @@ class ImageStore:
             size, diff_id = None, None
             if stream is not None:
                 import zstandard
+
+                from ..digest import ReadAhead, open_decompressed  # (hashlib: not for a container's layer)
 
                 tmp_cache = self.cache_path(lid) + ".tmp"
                 with open(tmp_cache, "wb") as raw_cache:

@@ -55,6 +55,14 @@ class Network:
         return self.main.get("type", "")
 
     @property
+    def id(self) -> str:
+        """sha256 of the name (podman's network ID for CNI networks)."""
+        args = self.kpod_args
+        if args.get("kpod_id_of") == self.name and isinstance(args.get("kpod_id"), str):
+            return args["kpod_id"]
+        return network_id(self.name)
+
+    @property
     def kpod_args(self) -> dict:
         args = self.conflist.get("args")
         return args if isinstance(args, dict) else {}
@@ -129,7 +137,7 @@ class Network:
         ipam = self.ipam()
         return {
             "name": self.name,
-            "id": network_id(self.name),
+            "id": self.id,
             "driver": self.driver,
             "network_interface": self.interface,
             "created": self.created(),
@@ -373,6 +381,10 @@ def build_conflist(
             "kpod_options": options,
             "kpod_internal": internal,
             "kpod_created": now_rfc3339(),
+            # its ID, so that reading the network needs no hashlib (OpenSSL's start-up is
+            # ~2 ms of a container create); used while the name is still the one it was made for
+            "kpod_id": network_id(name),
+            "kpod_id_of": name,
         },
     }
 
