@@ -73,6 +73,7 @@ bench: venv
 	@missing=$$(for p in $(BENCH_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	$(PY) -m compileall -q libpod_core $(PLUGIN_DIRS) >/dev/null
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
