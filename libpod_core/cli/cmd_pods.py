@@ -77,16 +77,9 @@ def pod() -> None:
 @click.option("--add-host", multiple=True, metavar="HOST:IP", help="Add a line to the pod's /etc/hosts")
 @click.option("--no-hosts", is_flag=True, help="Do not create /etc/hosts for the pod's containers")
 @click.pass_obj
-def pod_create(state, name: str | None, publish: tuple[str, ...], infra: bool, infra_image: str | None,
-               infra_command: str | None, infra_name: str | None, share: str | None,
-               hostname: str | None, label: tuple[str, ...], cgroup_parent: str | None, cpus: str | None,
-               memory: str | None, network: str | None, ip: str | None, mac_address: str | None,
-               dns: tuple[str, ...], dns_search: tuple[str, ...], dns_option: tuple[str, ...],
-               add_host: tuple[str, ...], no_hosts: bool) -> None:
+def pod_create(state, **kw: Any) -> None:
     """Create a new, empty pod; prints its ID."""
-    bodies.pod_create(state, name, publish, infra, infra_image, infra_command, infra_name, share, hostname,
-                      label, cgroup_parent, cpus, memory, network, ip, mac_address, dns, dns_search,
-                      dns_option, add_host, no_hosts)
+    bodies.pod_create(state, **kw)
 
 
 # ---------------------------------------------------------------------------------------
