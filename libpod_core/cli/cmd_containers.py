@@ -631,13 +631,7 @@ def ps(state, all_: bool, quiet: bool, latest: bool, last: int, size: bool, no_t
         click.echo(to_json([js for (js, _t), _c, _st in records]))
         return
     if fmt:
-        tpl = Template(fmt)
-        if tpl.table:
-            out = render_many(fmt, [t for (_j, t), _c, _st in records])
-            if noheading:
-                out = "\n".join(out.splitlines()[1:])
-        else:
-            out = "\n".join(tpl.render(t) for (_j, t), _c, _st in records)
+        out = render_many(fmt, [t for (_j, t), _c, _st in records], noheading=noheading)
         if out:
             click.echo(out)
         return

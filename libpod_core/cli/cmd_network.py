@@ -244,13 +244,7 @@ def network_ls(state, fmt: str | None, quiet: bool, filters: tuple[str, ...], no
         return
     recs = [_record(n, no_trunc) for n in nets]
     if fmt:
-        tpl = Template(fmt)
-        if tpl.table:
-            out = render_many(fmt, recs)
-            if noheading:
-                out = "\n".join(out.splitlines()[1:])
-        else:
-            out = "\n".join(tpl.render(r) for r in recs)
+        out = render_many(fmt, recs, noheading=noheading)
         if out:
             click.echo(out)
         return

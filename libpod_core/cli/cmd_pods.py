@@ -206,13 +206,7 @@ def pod_ls(state, quiet: bool, ctr_names: bool, ctr_ids: bool, ctr_status: bool,
         click.echo(to_json([js for _p, js, _t in recs]))
         return
     if fmt:
-        tpl = Template(fmt)
-        if tpl.table:
-            out = render_many(fmt, [t for _p, _j, t in recs])
-            if noheading:
-                out = "\n".join(out.splitlines()[1:])
-        else:
-            out = "\n".join(tpl.render(t) for _p, _j, t in recs)
+        out = render_many(fmt, [t for _p, _j, t in recs], noheading=noheading)
         if out:
             click.echo(out)
         return

@@ -217,10 +217,11 @@ def leave(code: int) -> None:
     usual. The state database is left as after a crash, which SQLite's WAL mode is made for
     (committed transactions are in the WAL; the next command reads them, and checkpoints
     happen at commits)."""
+    import atexit
     import os
 
     threading = sys.modules.get("threading")
-    run_exitfuncs = getattr(__import__("atexit"), "_run_exitfuncs", None)
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)  # CPython's; else exit normally
     if run_exitfuncs is None or (threading is not None and any(
             t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())):
         sys.exit(code)
