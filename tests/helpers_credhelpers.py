@@ -1,4 +1,5 @@
-"""A fake docker-credential-helpers program for tests: ``docker-credential-kpodtest``.
+"""A fake docker-credential-helpers program for tests: ``docker-credential-kpodtest``
+(or another name: :class:`FakeHelper`'s *name*).
 
 It keeps its credentials in ``DIR/store.json`` (``{server: [user, secret]}``), appends one
 line per call to ``DIR/calls`` (action and server, never the secret), and misbehaves on
@@ -62,13 +63,18 @@ else:
 
 
 class FakeHelper:
-    def __init__(self, d):
+    """``docker-credential-NAME`` in ``DIR/bin`` (*name*: default ``kpodtest``; give two
+    helpers different names and directories to have two stores)."""
+
+    def __init__(self, d, name: str = NAME):
         self.dir = str(d)
+        self.name = name
+        self.prog = f"docker-credential-{name}"
         self.bin = os.path.join(self.dir, "bin")
         self.state = os.path.join(self.dir, "state")
         os.makedirs(self.bin, exist_ok=True)
         os.makedirs(self.state, exist_ok=True)
-        self.path = os.path.join(self.bin, f"docker-credential-{NAME}")
+        self.path = os.path.join(self.bin, self.prog)
         with open(self.path, "w") as f:
             f.write(SCRIPT.format(python=sys.executable, dir=self.state))
         os.chmod(self.path, 0o755)

@@ -165,21 +165,26 @@ def sign(state, images, authfile, creds, tls_verify, cert_dir, all_, directory, 
 @click.option("--get-login", is_flag=True, help="Print the user name stored for the registry")
 @click.pass_obj
 def login(state, registry, username, password, password_stdin, authfile, tls_verify, cert_dir, get_login):
-    """Log in to a registry: check the credentials, then store them in auth.json, or in the
-    credential helper that auth.json names for the registry (credHelpers, else credsStore)."""
+    """Log in to a registry: check the credentials, then store them in the first credential
+    store of registries.conf (by default auth.json, or the credential helper that auth.json
+    names for the registry: credHelpers, else credsStore)."""
     from ..registry import auth
     from ..registry.client import login as do_login
+    from ..registry.registries_conf import credential_helpers
 
     if not registry:
         raise click.UsageError("a registry is required")
+    rt = state.runtime
+    ctx = rt.system_context(authfile=authfile, tls_verify=tls_verify, cert_dir=cert_dir)
+    helpers = credential_helpers(ctx)
     if get_login:
-        creds = auth.get_credentials(auth.validate_key(registry), authfile)
+        creds = auth.get_credentials(auth.validate_key(registry), authfile, credential_helpers=helpers)
         if creds is None or not creds.username:  # an identity token has no user name (podman)
             raise InvalidArgument(f"not logged into {registry}")
         click.echo(creds.username)
         return
     # a helper that is missing fails now: before asking for a password or the registry
-    helper, _ = auth.store_helper(registry, authfile)
+    helper, _ = auth.store_helper(registry, authfile, credential_helpers=helpers)
     if helper is not None:
         auth.find_helper(helper)
     if password_stdin:
@@ -190,8 +195,6 @@ def login(state, registry, username, password, password_stdin, authfile, tls_ver
         username = click.prompt("Username", err=True)
     if password is None:
         password = click.prompt("Password", hide_input=True, err=True)
-    rt = state.runtime
-    ctx = rt.system_context(authfile=authfile, tls_verify=tls_verify, cert_dir=cert_dir)
     insecure = None if tls_verify is None else not tls_verify
     do_login(registry, username, password, ctx, insecure=insecure, authfile=authfile)
     click.echo("Login Succeeded!")
@@ -201,18 +204,21 @@ def login(state, registry, username, password, password_stdin, authfile, tls_ver
 @click.argument("registry", required=False)
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove the credentials of every registry")
 @click.option("--authfile", metavar="PATH", help="Authentication file to change")
-def logout(registry, all_, authfile):
-    """Remove stored credentials of a registry (or all of them), from auth.json and from the
-    credential helpers it names."""
+@click.pass_obj
+def logout(state, registry, all_, authfile):
+    """Remove stored credentials of a registry (or all of them) from every credential store
+    of registries.conf (by default auth.json and the credential helpers it names)."""
     from ..registry import auth
+    from ..registry.registries_conf import credential_helpers
 
+    if not all_ and not registry:
+        raise click.UsageError("a registry is required (or --all)")
+    helpers = credential_helpers(state.runtime.system_context(authfile=authfile))
     if all_:
-        auth.remove_all_credentials(authfile)
+        auth.remove_all_credentials(authfile, credential_helpers=helpers)
         click.echo("Removed login credentials for all registries")
         return
-    if not registry:
-        raise click.UsageError("a registry is required (or --all)")
-    auth.remove_credentials(registry, authfile)
+    auth.remove_credentials(registry, authfile, credential_helpers=helpers)
     click.echo(f"Removed login credentials for {registry}")
 
 

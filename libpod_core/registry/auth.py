@@ -1,5 +1,33 @@
-"""Registry credentials: auth.json, the way podman keeps them (containers-auth.json(5)).
+"""Registry credentials: auth.json and credential helpers, the way podman keeps them
+(containers-auth.json(5), containers-registries.conf(5)).
 
+Credential stores (registries.conf ``credential-helpers``)
+----------------------------------------------------------
+registries.conf's ``credential-helpers = ["NAME", ...]`` is the ordered list of credential
+stores (callers pass it as ``credential_helpers``;
+:func:`libpod_core.registry.registries_conf.credential_helpers` reads it for a
+SystemContext). The name ``containers-auth.json`` (:data:`AUTH_FILE_HELPER`)
+is the auth.json files below with the helpers they name; any other NAME is the program
+``docker-credential-NAME``. Unset or empty, the list is ``["containers-auth.json"]``, so
+without the key everything works as described below. As containers/image's
+``pkg/docker/config``:
+
+* lookup asks each store in order; the first that has credentials answers (a helper's
+  "credentials not found": the next store). A store that fails (helper missing, crashing;
+  a broken file) does not stop the lookup: its error is raised only when no store answered;
+* ``login`` stores in the first store only (kpod does not try the next one when it fails;
+  containers/image does);
+* ``logout REGISTRY`` removes from every store; NotFound only when none held it;
+* ``logout --all`` empties every store (an external helper: ``list``, then ``erase`` of each;
+  a helper missing from ``$PATH`` holds nothing);
+* external helpers hold registries (``host[:port]``): they are asked for the registry of an
+  image, a namespaced login is refused when the first store is one, and logout skips them
+  for a namespaced key;
+* ``--authfile`` / ``$REGISTRY_AUTH_FILE`` only change the files of the
+  ``containers-auth.json`` store; the list still decides which stores are used.
+
+The ``containers-auth.json`` store
+----------------------------------
 Files are consulted in podman's order until one has an entry for the registry:
 
 1. ``--authfile`` (or ``$REGISTRY_AUTH_FILE``), else ``${XDG_RUNTIME_DIR}/containers/auth.json``
@@ -13,7 +41,8 @@ key wins (``reg/ns/user/image``, ``reg/ns/user``, ``reg/ns``, ``reg``). Keys wri
 (``https://index.docker.io/v1/``) are normalised to their host. Values hold ``auth``: base64 of
 ``user:password``, and optionally ``identitytoken`` (an OAuth2 refresh token).
 
-Writes go to the read/write file only, atomically (temporary file + rename), mode 0600.
+Writes (the ``containers-auth.json`` store) go to the read/write file only, atomically
+(temporary file + rename), mode 0600.
 
 Credential helpers (containers/image's pkg/docker/config, plus Docker's ``credsStore``)
 --------------------------------------------------------------------------------------
@@ -52,9 +81,12 @@ import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, InvalidArgument, KpodError, NotFound
+from ..log import getLogger
+
+log = getLogger(__name__)
 
 __all__ = [
     "Credentials",
@@ -78,6 +110,10 @@ __all__ = [
     "helper_list",
     "find_helper",
     "store_helper",
+    "AUTH_FILE_HELPER",
+    "DEFAULT_CREDENTIAL_HELPERS",
+    "credential_stores",
+    "valid_helper_name",
 ]
 
 DOCKER_HUB = "docker.io"
@@ -233,12 +269,35 @@ HELPER_TIMEOUT = 30.0
 #: the answer that means "no credentials" (docker-credential-helpers' errCredentialsNotFound)
 NOT_FOUND_MESSAGE = "credentials not found in native keychain"
 TOKEN_USERNAME = "<token>"
-_HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _MAX_HELPER_OUTPUT = 1 << 20
 
 
 class CredentialHelperError(KpodError):
     """A credential helper is missing, failed, timed out or answered garbage."""
+
+
+#: the ``credential-helpers`` name (registries.conf) that means the auth.json files
+AUTH_FILE_HELPER = "containers-auth.json"
+#: the stores when registries.conf sets no ``credential-helpers`` (or an empty list)
+DEFAULT_CREDENTIAL_HELPERS: tuple[str, ...] = (AUTH_FILE_HELPER,)
+
+
+def valid_helper_name(name: Any) -> bool:
+    """Whether *name* can name ``docker-credential-NAME`` (no path, no blanks)."""
+    return isinstance(name, str) and _HELPER_NAME.fullmatch(name) is not None
+
+
+def credential_stores(credential_helpers: Sequence[str] | None) -> tuple[str, ...]:
+    """registries.conf's ``credential-helpers`` in effect: the list, or the default."""
+    return tuple(credential_helpers) if credential_helpers else DEFAULT_CREDENTIAL_HELPERS
+
+
+def _one_error(errors: list[KpodError], what: str) -> KpodError:
+    """The error for failures of several stores: the only one as it is, else one line."""
+    if len(errors) == 1:
+        return errors[0]
+    return CredentialHelperError(f"{what}: " + "; ".join(e.message for e in errors))
 
 
 def _prog(name: str) -> str:
@@ -248,7 +307,7 @@ def _prog(name: str) -> str:
 def find_helper(name: str, *, environ: Mapping[str, str] | None = None) -> str:
     """The path of helper *name* (``docker-credential-NAME`` on ``$PATH``)."""
     env = _env(environ)
-    if not isinstance(name, str) or not _HELPER_NAME.match(name):
+    if not valid_helper_name(name):
         raise CredentialHelperError(f"invalid credential helper name {name!r}")
     path = shutil.which(_prog(name), path=env.get("PATH", os.defpath))
     if path is None:
@@ -458,22 +517,9 @@ def _decode_entry(path: str, key: str, entry: Any) -> Credentials | None:
     return Credentials(user, password.strip("\x00"), token, path, key)
 
 
-def get_credentials(
-    image_or_registry: str,
-    authfile: str | None = None,
-    *,
-    creds: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Credentials | None:
-    """The credentials for an image (``host/ns/repo[:tag]``) or a registry (``host[:port]``).
-
-    *creds* (``--creds user:password``) wins over every file. Returns None when no file has
-    an entry (anonymous access).
-    """
-    if creds is not None:
-        user, password = parse_creds(creds)
-        return Credentials(user, password or "", None, "--creds", "")
-    wanted = lookup_keys(image_or_registry)
+def _get_from_files(wanted: list[str], authfile: str | None,
+                    environ: Mapping[str, str] | None) -> Credentials | None:
+    """The ``containers-auth.json`` store: the files in order, with their own helpers."""
     registry = wanted[-1]
     default_store: str | None = None
     for f in auth_files(authfile, environ=environ):
@@ -508,19 +554,75 @@ def get_credentials(
     return None
 
 
-def list_credentials(authfile: str | None = None, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``{key: username}`` for every ``auths`` entry of every file (the first file wins for
-    a key). Credential helpers are not run: use :func:`helper_list` for those."""
-    out: dict[str, str] = {}
-    for f in auth_files(authfile, environ=environ):
-        data = _read_file(f)
-        if not data:
+def get_credentials(
+    image_or_registry: str,
+    authfile: str | None = None,
+    *,
+    creds: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    credential_helpers: Sequence[str] | None = None,
+) -> Credentials | None:
+    """The credentials for an image (``host/ns/repo[:tag]``) or a registry (``host[:port]``).
+
+    *creds* (``--creds user:password``) wins over every store. Else the stores of
+    *credential_helpers* (registries.conf's list; default: the auth.json files) are asked
+    in order and the first that has credentials answers. A store that fails does not stop
+    the lookup (as containers/image); its error is raised only when no store answered.
+    Returns None when none has any (anonymous access).
+    """
+    if creds is not None:
+        user, password = parse_creds(creds)
+        return Credentials(user, password or "", None, "--creds", "")
+    wanted = lookup_keys(image_or_registry)
+    registry = wanted[-1]
+    errors: list[KpodError] = []
+    for store in credential_stores(credential_helpers):
+        try:
+            if store == AUTH_FILE_HELPER:
+                c = _get_from_files(wanted, authfile, environ)
+            else:  # external helpers hold registries only, never namespaced keys
+                c = helper_get(store, registry, environ=environ)
+        except KpodError as exc:
+            log.debug("looking up credentials for %s in %s: %s", registry, store, exc.message)
+            errors.append(exc)
             continue
-        for k, entry in (data.get("auths") or {}).items():
-            c = _decode_entry(f.path, k, entry)
-            if c is not None:
-                out.setdefault(normalize_key(k), c.username)
+        if c is not None:
+            return c
+    if errors:
+        raise _one_error(errors, f"looking up credentials for {registry}")
+    return None
+
+
+def list_credentials(authfile: str | None = None, *, environ: Mapping[str, str] | None = None,
+                     credential_helpers: Sequence[str] | None = None) -> dict[str, str]:
+    """``{key: username}`` of every store of *credential_helpers* (the first store wins for a
+    key). For ``containers-auth.json``: every ``auths`` entry of every file (the helpers the
+    files name are not run: use :func:`helper_list` for those); for an external helper: its
+    ``list`` (a helper missing from ``$PATH`` holds nothing, as containers/image)."""
+    out: dict[str, str] = {}
+    for store in credential_stores(credential_helpers):
+        if store != AUTH_FILE_HELPER:
+            if _helper_installed(store, environ):
+                for k, user in helper_list(store, environ=environ).items():
+                    out.setdefault(normalize_key(k), user)
+            continue
+        for f in auth_files(authfile, environ=environ):
+            data = _read_file(f)
+            if not data:
+                continue
+            for k, entry in (data.get("auths") or {}).items():
+                c = _decode_entry(f.path, k, entry)
+                if c is not None:
+                    out.setdefault(normalize_key(k), c.username)
     return out
+
+
+def _helper_installed(name: str, environ: Mapping[str, str] | None) -> bool:
+    try:
+        find_helper(name, environ=environ)
+    except CredentialHelperError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------
@@ -554,14 +656,23 @@ def _load_writable(path: str) -> dict[str, Any]:
 
 
 def store_helper(key: str, authfile: str | None = None, *,
-                 environ: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
+                 environ: Mapping[str, str] | None = None,
+                 credential_helpers: Sequence[str] | None = None) -> tuple[str | None, bool]:
     """Where ``login`` stores *key*: ``(helper name, from credsStore)``, or ``(None, False)``
-    for the read/write file itself. Only the read/write file's helpers count (as podman)."""
+    for the read/write file itself. The first store of *credential_helpers* takes logins:
+    an external helper, or (``containers-auth.json``) the read/write file, whose own helpers
+    then decide (only that file's count, as podman)."""
     key = validate_key(key)
+    host, slash, _ = key.partition("/")
+    first = credential_stores(credential_helpers)[0]
+    if first != AUTH_FILE_HELPER:
+        if slash:
+            raise InvalidArgument(f"namespaced key {key!r} is not supported for credential helper "
+                                  f"{_prog(first)} (credential-helpers in registries.conf): log into {host}")
+        return first, False
     path = write_path(authfile, environ=environ)
     data = _read_file(AuthFile(path, True)) or {}
     f = AuthFile(path, True)
-    host, slash, _ = key.partition("/")
     helper = _helper_for(_cred_helpers(f, data), host)
     if helper is not None:
         if slash:
@@ -581,16 +692,19 @@ def set_credentials(
     authfile: str | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    credential_helpers: Sequence[str] | None = None,
 ) -> str:
-    """Store credentials for *key* (``host[:port][/repo...]``); returns the file written, or
-    ``credential helper: NAME`` when a helper took them."""
+    """Store credentials for *key* (``host[:port][/repo...]``) in the first store of
+    *credential_helpers* (see :func:`store_helper`); returns the file written, or
+    ``credential helper: NAME`` when a helper took them. A failing store is an error: the
+    next store is not tried."""
     key = validate_key(key)
     if not username:
         raise InvalidArgument("username must not be empty")
     if ":" in username:
         raise InvalidArgument("username must not contain a colon")
     path = write_path(authfile, environ=environ)
-    helper, default_store = store_helper(key, authfile, environ=environ)
+    helper, default_store = store_helper(key, authfile, environ=environ, credential_helpers=credential_helpers)
     if helper is not None:
         helper_store(helper, key, username, password, environ=environ)
         if not default_store:
@@ -614,16 +728,8 @@ def set_credentials(
     return path
 
 
-def remove_credentials(
-    key: str,
-    authfile: str | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> str:
-    """Remove *key*'s credentials: from the read/write file's helper for the registry (its
-    ``credHelpers`` entry, else its ``credsStore``) and its ``auths``. NotFound if neither
-    held any. Helpers are asked first; if one fails, the file is left as it was."""
-    key = validate_key(key)
+def _remove_from_files(key: str, authfile: str | None, environ: Mapping[str, str] | None) -> str:
+    """The ``containers-auth.json`` store's logout (see :func:`remove_credentials`)."""
     path = write_path(authfile, environ=environ)
     f = AuthFile(path, True)
     data = _read_file(f) or {}
@@ -652,16 +758,49 @@ def remove_credentials(
     return path
 
 
-def remove_all_credentials(authfile: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
-    """``logout --all``, as podman: erase every registry named in the read/write file's
-    ``credHelpers`` from its helper, then empty the file's ``auths`` and ``credHelpers``.
-    With a ``credsStore``, the registries recorded in ``auths`` are erased from it (the
-    setting itself stays). A failing helper stops everything before the file is written."""
+def remove_credentials(
+    key: str,
+    authfile: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    credential_helpers: Sequence[str] | None = None,
+) -> str:
+    """Remove *key*'s credentials from every store of *credential_helpers*, as podman.
+
+    ``containers-auth.json``: from the read/write file's helper for the registry (its
+    ``credHelpers`` entry, else its ``credsStore``) and its ``auths``; helpers are asked
+    first, and if one fails the file is left as it was. An external helper is asked to
+    ``erase`` the registry (never a namespaced key). NotFound if no store held any; a
+    failing store does not stop the others, its error is raised at the end."""
+    key = validate_key(key)
     path = write_path(authfile, environ=environ)
+    logged_in = False
+    not_found: NotFound | None = None
+    errors: list[KpodError] = []
+    for store in credential_stores(credential_helpers):
+        try:
+            if store == AUTH_FILE_HELPER:
+                try:
+                    _remove_from_files(key, authfile, environ)
+                    logged_in = True
+                except NotFound as exc:
+                    not_found = exc
+            elif "/" not in key and helper_erase(store, key, environ=environ):
+                logged_in = True
+        except KpodError as exc:
+            errors.append(exc)
+    if errors:
+        raise _one_error(errors, f"removing credentials for {key}")
+    if not logged_in:
+        raise not_found or NotFound(f"not logged into {key}")
+    return path
+
+
+def _remove_all_from_files(path: str, environ: Mapping[str, str] | None) -> None:
     f = AuthFile(path, True)
     data = _read_file(f)
     if data is None:
-        return path
+        return
     for registry, helper in sorted(_cred_helpers(f, data).items()):
         helper_erase(helper, registry, environ=environ)
     store = _creds_store(f, data)
@@ -672,6 +811,32 @@ def remove_all_credentials(authfile: str | None = None, *, environ: Mapping[str,
     data["auths"] = {}
     data.pop("credHelpers", None)
     _atomic_write_json(path, data)
+
+
+def remove_all_credentials(authfile: str | None = None, *, environ: Mapping[str, str] | None = None,
+                           credential_helpers: Sequence[str] | None = None) -> str:
+    """``logout --all``, as podman, for every store of *credential_helpers*.
+
+    ``containers-auth.json``: erase every registry named in the read/write file's
+    ``credHelpers`` from its helper, then empty the file's ``auths`` and ``credHelpers``.
+    With a ``credsStore``, the registries recorded in ``auths`` are erased from it (the
+    setting itself stays). A failing helper stops this store before the file is written.
+    An external helper: everything its ``list`` names is erased (a helper missing from
+    ``$PATH`` holds nothing). A failing store does not stop the others; its error is
+    raised at the end."""
+    path = write_path(authfile, environ=environ)
+    errors: list[KpodError] = []
+    for store in credential_stores(credential_helpers):
+        try:
+            if store == AUTH_FILE_HELPER:
+                _remove_all_from_files(path, environ)
+            elif _helper_installed(store, environ):
+                for server in sorted(helper_list(store, environ=environ)):
+                    helper_erase(store, server, environ=environ)
+        except KpodError as exc:
+            errors.append(exc)
+    if errors:
+        raise _one_error(errors, "removing all credentials")
     return path
 
 

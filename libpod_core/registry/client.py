@@ -1064,13 +1064,20 @@ def _media_type(content_type: str | None, body: bytes) -> str | None:
 def make_client(registry: str, ctx: Any = None, *, insecure: bool = False, image: str | None = None,
                 credentials: Credentials | None | bool = True) -> RegistryClient:
     """A client configured from a SystemContext: ``tls_verify``, ``cert_dir``, ``timeout``,
-    and credentials from ``creds``/``authfile`` for *image* (``host/repo``) or the registry.
-    Pass ``credentials=None`` for anonymous access."""
+    and credentials from ``creds``, else the stores registries.conf's ``credential-helpers``
+    lists (``authfile`` for the auth.json files), for *image* (``host/repo``) or the
+    registry. Pass ``credentials=None`` for anonymous access."""
     from .auth import get_credentials
 
     if credentials is True:
+        creds = getattr(ctx, "creds", None)
+        helpers = None
+        if creds is None:
+            from .registries_conf import credential_helpers
+
+            helpers = credential_helpers(ctx)
         credentials = get_credentials(image or registry, getattr(ctx, "authfile", None),
-                                      creds=getattr(ctx, "creds", None))
+                                      creds=creds, credential_helpers=helpers)
     tls_verify = getattr(ctx, "tls_verify", None)
     return RegistryClient(
         registry,
@@ -1085,16 +1092,20 @@ def make_client(registry: str, ctx: Any = None, *, insecure: bool = False, image
 def login(registry: str, username: str, password: str, ctx: Any = None, *, insecure: bool | None = None,
           authfile: str | None = None, store: bool = True) -> str | None:
     """``kpod login``: check *username*/*password* against *registry* (``host[:port]`` or
-    ``host/repo``) and store them in the auth file. Returns the file written (None if not
-    stored). Raises AuthenticationError with a clear message when refused."""
+    ``host/repo``) and store them in the first credential store (registries.conf's
+    ``credential-helpers``; by default the auth file). Returns the file written or the
+    helper (None if not stored). Raises AuthenticationError with a clear message when refused."""
     from .auth import Credentials as _C, set_credentials, validate_key
     from .registries_conf import load_registries_conf
 
     key = validate_key(registry)
     host = key.partition("/")[0]
+    conf = None
+    if store:  # where to store: a broken registries.conf fails before the registry is asked
+        conf = load_registries_conf(ctx)
     if insecure is None:
         try:
-            insecure = load_registries_conf(ctx).is_insecure(host)
+            insecure = (conf or load_registries_conf(ctx)).is_insecure(host)
         except Exception:
             insecure = False
     client = make_client(host, ctx, insecure=insecure, credentials=_C(username, password, None, "login", key))
@@ -1105,6 +1116,7 @@ def login(registry: str, username: str, password: str, ctx: Any = None, *, insec
             raise AuthenticationError(f"logging into {key!r}: invalid username/password ({exc.message})", status=401) from None
     finally:
         client.close()
-    if store:
-        return set_credentials(key, username, password, authfile or getattr(ctx, "authfile", None))
+    if conf is not None:
+        return set_credentials(key, username, password, authfile or getattr(ctx, "authfile", None),
+                               credential_helpers=conf.credential_helpers)
     return None

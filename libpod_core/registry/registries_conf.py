@@ -1,5 +1,6 @@
 """registries.conf (v2, TOML): search registries, short-name aliases, mirrors, insecure and
-blocked registries (containers-registries.conf(5)).
+blocked registries, and the credential stores (``credential-helpers``: used by
+:mod:`.auth`; :func:`credential_helpers`) (containers-registries.conf(5)).
 
 The file is ``$HOME/.config/containers/registries.conf`` if it exists, else
 ``/etc/containers/registries.conf`` (or the path given: ``--registries-conf``, the
@@ -37,6 +38,7 @@ __all__ = [
     "RegistriesConf",
     "default_path",
     "load_registries_conf",
+    "credential_helpers",
     "resolve_pull_sources",
     "short_name_candidates",
 ]
@@ -292,7 +294,7 @@ def _parse(text: str, source: str) -> _Parsed:
             raise _fail(source, f"key 'short-name-mode': {mode!r} is not one of {', '.join(SHORT_NAME_MODES)}")
         out.short_name_mode = mode or None
     if "credential-helpers" in data:
-        out.credential_helpers = _want_str_list(source, "credential-helpers", data["credential-helpers"])
+        out.credential_helpers = _check_helpers(source, data["credential-helpers"])
     if "additional-layer-store-auth-helper" in data:
         _want_str(source, "additional-layer-store-auth-helper", data["additional-layer-store-auth-helper"])
     regs_raw = data.get("registry", [])
@@ -314,6 +316,18 @@ def _parse(text: str, source: str) -> _Parsed:
         _check_alias(source, where, name, value)
         out.aliases[name] = value
     return out
+
+
+def _check_helpers(source: str, value: Any) -> list[str]:
+    """``credential-helpers``: ``containers-auth.json`` or NAME of ``docker-credential-NAME``."""
+    from .auth import valid_helper_name
+
+    helpers = _want_str_list(source, "credential-helpers", value)
+    for name in helpers:
+        if not valid_helper_name(name):
+            raise _fail(source, f"key 'credential-helpers': {name!r} is not a credential helper name "
+                                "(NAME of a docker-credential-NAME program on $PATH, or \"containers-auth.json\")")
+    return helpers
 
 
 def _check_alias(source: str, where: str, name: str, value: str) -> None:
@@ -372,6 +386,7 @@ class RegistriesConf:
     def __init__(self) -> None:
         self.search_registries: list[str] = []
         self.short_name_mode: str = DEFAULT_SHORT_NAME_MODE
+        #: the credential stores in order ([]: unset, i.e. ["containers-auth.json"]; see registry.auth)
         self.credential_helpers: list[str] = []
         self.registries: list[Registry] = []
         self.aliases: dict[str, tuple[str, str]] = {}  # name -> (value, file)
@@ -581,6 +596,12 @@ def load_registries_conf(ctx: Any = None, path: str | None = None) -> Registries
             except (KeyError, AttributeError):
                 path = None
     return RegistriesConf.load(path)
+
+
+def credential_helpers(ctx: Any = None, path: str | None = None) -> list[str]:
+    """``credential-helpers`` of the configuration for a SystemContext (``[]``: not set; the
+    credential functions of :mod:`.auth` then use ``containers-auth.json``)."""
+    return load_registries_conf(ctx, path).credential_helpers
 
 
 def resolve_pull_sources(ref: _reference.Reference | str, *, conf: RegistriesConf | None = None,

@@ -1287,3 +1287,156 @@ def test_kpod_helper_failures_are_one_clear_error(kpod, basic_reg, cred_helper, 
     if mode == "missing":
         # login fails before the password is checked with the registry
         assert "not found in $PATH" in kpod(*cases[1], env=env, check=False).stderr
+
+
+# ------------------------------------------------------------------------------------------
+# registries.conf credential-helpers: the ordered list of credential stores
+
+
+def _stores(kpod, tmp_path, cred_helper, *helpers):
+    """Set ``credential-helpers`` in the kpod fixture's registries.conf; a second helper
+    docker-credential-kpodtwo next to kpodtest. Returns (kpodtwo, env, conf path)."""
+    from tests.helpers_credhelpers import FakeHelper
+
+    two = FakeHelper(tmp_path / "credhelper2", "kpodtwo")
+    conf = tmp_path / "containers" / "registries.conf"
+    conf.write_text("unqualified-search-registries = []\n"
+                    + (f"credential-helpers = {json.dumps(list(helpers))}\n" if helpers else ""))
+    env = {**_kpod_env(cred_helper, tmp_path), "PATH": two.bin + os.pathsep + cred_helper.env_path}
+    return two, env, conf
+
+
+def test_kpod_credential_helpers_helper_first(kpod, basic_reg, cred_helper, tmp_path):
+    from conftest import assert_one_error_line
+
+    r = basic_reg
+    two, env, _ = _stores(kpod, tmp_path, cred_helper, "kpodtwo", "containers-auth.json")
+    rw = tmp_path / "run" / "containers" / "auth.json"
+    img = f"{r.addr}/private/busybox:v1"
+    out = kpod("login", "--tls-verify=false", "-u", "alice", "--password-stdin", r.addr, input="s3cret\n", env=env)
+    assert "Login Succeeded" in out.stdout
+    assert two.store() == {r.addr: ["alice", "s3cret"]} and not rw.exists()  # the first store took it
+    assert kpod("login", "--get-login", r.addr, env=env).stdout.strip() == "alice"
+    kpod("pull", "-q", "--tls-verify=false", img, env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    assert f"get {r.addr}" in two.calls()
+    # the helper has nothing: the auth.json files are asked next
+    two.put(r.addr, "alice", "wrong")
+    rw.parent.mkdir(parents=True)
+    rw.write_text(json.dumps({"auths": {r.addr: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    assert_one_error_line(kpod("pull", "-q", "--tls-verify=false", img, env=env, check=False), 125)
+    kpod("logout", r.addr, env=env)  # from every store
+    assert two.store() == {} and json.loads(rw.read_text())["auths"] == {}
+    rw.write_text(json.dumps({"auths": {r.addr: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    kpod("pull", "-q", "--tls-verify=false", img, env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    kpod("logout", r.addr, env=env)  # held by one store only: fine
+    assert_one_error_line(kpod("logout", r.addr, env=env, check=False), 125, f"not logged into {r.addr}")
+
+
+def test_kpod_credential_helpers_auth_json_first(kpod, basic_reg, cred_helper, tmp_path):
+    from tests.helpers_credhelpers import NAME
+
+    r = basic_reg
+    two, env, _ = _stores(kpod, tmp_path, cred_helper, "containers-auth.json", "kpodtwo")
+    rw = tmp_path / "run" / "containers" / "auth.json"
+    img = f"{r.addr}/private/busybox:v1"
+    kpod("login", "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr, env=env)
+    assert r.addr in json.loads(rw.read_text())["auths"] and two.store() == {}
+    # a registry only the second store knows
+    kpod("logout", r.addr, env=env)
+    two.put(r.addr, "alice", "s3cret")
+    kpod("pull", "-q", "--tls-verify=false", img, env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    assert kpod("login", "--get-login", r.addr, env=env).stdout.strip() == "alice"
+    # logout --all: every store, the file's own credHelpers too
+    two.put("other.example", "zed", "pw")
+    cred_helper.put("inner.example", "in", "pw")
+    rw.write_text(json.dumps({"credHelpers": {"inner.example": NAME},
+                              "auths": {"f.example": {"auth": base64.b64encode(b"f:pw").decode()}}}))
+    out = kpod("logout", "--all", env=env)
+    assert "Removed login credentials for all registries" in out.stdout
+    assert two.store() == {} and cred_helper.store() == {}
+    assert json.loads(rw.read_text()) == {"auths": {}}
+
+
+def test_kpod_credential_helpers_default_is_auth_json(kpod, basic_reg, cred_helper, tmp_path):
+    r = basic_reg
+    two, env, _ = _stores(kpod, tmp_path, cred_helper)  # no credential-helpers key
+    rw = tmp_path / "run" / "containers" / "auth.json"
+    two.put(r.addr, "alice", "s3cret")
+    assert "not logged into" in kpod("login", "--get-login", r.addr, env=env, check=False).stderr
+    kpod("login", "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr, env=env)
+    assert r.addr in json.loads(rw.read_text())["auths"]
+    kpod("logout", r.addr, env=env)
+    assert two.store() == {r.addr: ["alice", "s3cret"]} and two.calls() == []  # never asked
+
+
+def test_kpod_authfile_does_not_bypass_credential_helpers(kpod, basic_reg, cred_helper, tmp_path):
+    """As podman: --authfile names the containers-auth.json store's file; the list stays."""
+    from conftest import assert_one_error_line
+
+    r = basic_reg
+    two, env, _ = _stores(kpod, tmp_path, cred_helper, "kpodtwo")
+    authfile = tmp_path / "explicit.json"
+    authfile.write_text(json.dumps({"auths": {r.addr: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    af = ["--authfile", str(authfile)]
+    img = f"{r.addr}/private/busybox:v1"
+    # the file is not a store here: anonymous, refused
+    assert_one_error_line(kpod("pull", "-q", "--tls-verify=false", *af, img, env=env, check=False), 125)
+    kpod("login", *af, "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr, env=env)
+    assert two.store() == {r.addr: ["alice", "s3cret"]}
+    kpod("pull", "-q", "--tls-verify=false", *af, img, env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    kpod("logout", *af, r.addr, env=env)
+    assert two.store() == {} and r.addr in json.loads(authfile.read_text())["auths"]
+    # with containers-auth.json in the list, --authfile is that store's file
+    _stores(kpod, tmp_path, cred_helper, "containers-auth.json", "kpodtwo")
+    kpod("pull", "-q", "--tls-verify=false", *af, img, env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    kpod("logout", *af, r.addr, env=env)
+    assert json.loads(authfile.read_text())["auths"] == {}
+
+
+@pytest.mark.parametrize("value", ['["a/b"]', '[""]', '["two words"]'])
+def test_kpod_bad_credential_helper_name_is_one_clear_error(kpod, basic_reg, cred_helper, tmp_path, value):
+    from conftest import assert_one_error_line
+
+    r = basic_reg
+    two, env, conf = _stores(kpod, tmp_path, cred_helper)
+    conf.write_text(f"credential-helpers = {value}\n")
+    rw = tmp_path / "run" / "containers" / "auth.json"
+    rw.parent.mkdir(parents=True)
+    content = json.dumps({"auths": {r.addr: {"auth": base64.b64encode(b"alice:s3cret").decode()}}})
+    rw.write_text(content)
+    two.put(r.addr, "alice", "s3cret")
+    for args in [("login", "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr),
+                 ("login", "--get-login", r.addr), ("logout", r.addr), ("logout", "--all"),
+                 ("pull", "-q", "--tls-verify=false", f"{r.addr}/private/busybox:v1")]:
+        proc = kpod(*args, env=env, check=False)
+        assert_one_error_line(proc, 125, f"{conf}: key 'credential-helpers'")
+        assert rw.read_text() == content, args
+    assert two.store() == {r.addr: ["alice", "s3cret"]} and two.calls() == []
+
+
+def test_kpod_missing_credential_helper_is_one_clear_error(kpod, basic_reg, cred_helper, tmp_path):
+    from conftest import assert_one_error_line
+
+    r = basic_reg
+    _, env, _ = _stores(kpod, tmp_path, cred_helper, "kpodmissing", "containers-auth.json")
+    prog = "docker-credential-kpodmissing"
+    rw = tmp_path / "run" / "containers" / "auth.json"
+    # login: before the password is checked with the registry; nothing goes to the next store
+    proc = kpod("login", "--tls-verify=false", "-u", "alice", "-p", "s3cret", r.addr, env=env, check=False)
+    assert_one_error_line(proc, 125, f"{prog} not found in $PATH")
+    assert not rw.exists()
+    for args in [("pull", "-q", "--tls-verify=false", f"{r.addr}/private/busybox:v1"),
+                 ("login", "--get-login", r.addr), ("logout", r.addr)]:
+        assert_one_error_line(kpod(*args, env=env, check=False), 125, prog)
+    # as podman: the next store still answers a lookup, and logout --all skips a missing helper
+    rw.parent.mkdir(parents=True)
+    rw.write_text(json.dumps({"auths": {r.addr: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    kpod("pull", "-q", "--tls-verify=false", f"{r.addr}/private/busybox:v1", env=env)
+    kpod("rmi", "-a", "-f", env=env)
+    kpod("logout", "--all", env=env)
+    assert json.loads(rw.read_text()) == {"auths": {}}
