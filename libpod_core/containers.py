@@ -57,6 +57,7 @@ from .lazyre import lazy
 from .state import FileLock, container_lock_path, register_schema
 from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
 from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
+from .fileutil import write_atomic
 from .log import getLogger
 
 log = getLogger(__name__)
@@ -346,12 +347,6 @@ def _unlink(path: str) -> None:
         _shutil().rmtree(path, ignore_errors=True)
 
 
-def _write_atomic(path: str, data: str | bytes, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -673,7 +668,7 @@ class ContainerManager:
                 for v in anon_vols:
                     fill_volume(rootfs, v["destination"], v["source"], (user["uid"], user["gid"]),
                                 copy=v.get("copy", True), what="image volume" if "options" not in v else "volume")
-                _write_atomic(c.spec_template, json.dumps(spec), 0o600)
+                write_atomic(c.spec_template, json.dumps(spec), 0o600)
                 args = spec["process"]["args"]
                 if opts.init:
                     args = args[2:]
@@ -1199,7 +1194,7 @@ class Container:
         os.makedirs(self.rundir, mode=0o700, exist_ok=True)
         net = self.config.get("network_mode", "none")
         hostname = self.hostname
-        _write_atomic(self.hostname_path, hostname + "\n")
+        write_atomic(self.hostname_path, hostname + "\n")
         if net == "host":
             try:
                 with open("/etc/hosts") as f:
@@ -1213,8 +1208,8 @@ class Container:
             hosts = ("127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4\n"
                      "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n"
                      f"127.0.1.1\t{hostname} {self.name}\n")
-        _write_atomic(self.hosts_path, hosts)
-        _write_atomic(self.resolv_path, resolv_conf(net))
+        write_atomic(self.hosts_path, hosts)
+        write_atomic(self.resolv_path, resolv_conf(net))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def init(self, console_size: tuple[int, int] | None = None) -> None:
@@ -1280,7 +1275,7 @@ class Container:
                         plugin_hook=mgr.rt.hook)
             if finish_net is not None and spec.get("hooks"):
                 finish_net(self)  # OCI hooks run during the runtime's create: they see the network up
-            _write_atomic(os.path.join(self.bundle, "config.json"), json.dumps(spec), 0o600)
+            write_atomic(os.path.join(self.bundle, "config.json"), json.dumps(spec), 0o600)
             for p in (self.exit_file, os.path.join(self.rundir, "exit"), os.path.join(self.rundir, "oom"),
                       os.path.join(self.rundir, "pidfile"), os.path.join(self.rundir, "conmon.pid"),
                       _conmon().attach_link(mgr.socket_dir, self.id)):

@@ -37,6 +37,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import AlreadyExists, ContainerStateError, InvalidArgument, KpodError, NetworkError, NotFound
+from .fileutil import write_atomic
 from .log import getLogger
 
 if TYPE_CHECKING:
@@ -315,12 +316,6 @@ def spec_namespaces(opts, network_mode: str) -> dict[str, str]:
 # /etc/hosts, /etc/resolv.conf
 # ---------------------------------------------------------------------------------------
 
-def _write_atomic(path: str, data: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _write_in_place(path: str, data: str) -> None:
@@ -377,7 +372,7 @@ def write_etc_files(c, network_state: dict | None = None, in_place: bool = False
     keeps the files' inodes (for a container the runtime has created already)."""
     from .containers import resolv_conf
 
-    write = _write_in_place if in_place else _write_atomic
+    write = _write_in_place if in_place else write_atomic
     os.makedirs(c.rundir, mode=0o700, exist_ok=True)
     conf = c.config
     mode = conf.get("network_mode", "none")
@@ -957,7 +952,7 @@ class NetworkProvider:
             if ports:  # bound (and kept) before the state file publishes them to the next check
                 self._held[c.id] = self.check_ports_free(ports, exclude=c.id, hold=True)
             os.makedirs(c.rundir, mode=0o700, exist_ok=True)
-            _write_atomic(state_file, json.dumps(state))
+            write_atomic(state_file, json.dumps(state))
         finally:
             if lock is not None:
                 lock.release()
@@ -971,7 +966,7 @@ class NetworkProvider:
                 made = hook.network_netns_create(name=name)
             if made != path:
                 state["netns"] = path = made
-                _write_atomic(state_file, json.dumps(state))
+                write_atomic(state_file, json.dumps(state))
         except BaseException:
             undo()
             raise
@@ -984,7 +979,7 @@ class NetworkProvider:
                 undo()
                 raise
             state.update(phase="up", results=results or {})
-            _write_atomic(state_file, json.dumps(state))
+            write_atomic(state_file, json.dumps(state))
             if len(_dnat_ports(ports)) != len(ports):
                 self._start_proxies(c, results or {})  # a failure: the caller's teardown undoes all
 
@@ -1143,17 +1138,17 @@ class NetworkProvider:
                 state_file = os.path.join(c.rundir, STATE_FILE)
                 # recorded first: a kpod killed during the ADD leaves it for the next teardown
                 st.setdefault("networks", {})[name] = opts
-                _write_atomic(state_file, json.dumps(st))
+                write_atomic(state_file, json.dumps(st))
                 try:
                     results = self.hook.network_setup(container_id=c.id, netns_path=st["netns"],
                                                       networks={name: opts}, port_mappings=[],
                                                       options={"container_name": c.name})
                 except BaseException:
                     st["networks"].pop(name, None)
-                    _write_atomic(state_file, json.dumps(st))
+                    write_atomic(state_file, json.dumps(st))
                     raise
                 st.setdefault("results", {}).update(results or {})
-                _write_atomic(state_file, json.dumps(st))
+                write_atomic(state_file, json.dumps(st))
             networks[name] = opts
             self._save_networks(c, networks)
 
@@ -1181,7 +1176,7 @@ class NetworkProvider:
                     log.warning("%s: disconnecting network %s: %s", c.short_id, name, exc.message)
                 (st.get("networks") or {}).pop(name, None)
                 (st.get("results") or {}).pop(name, None)
-                _write_atomic(state_file, json.dumps(st))
+                write_atomic(state_file, json.dumps(st))
             del networks[name]
             self._save_networks(c, networks)
 

@@ -79,7 +79,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -630,23 +629,10 @@ def _helper_installed(name: str, environ: Mapping[str, str] | None) -> bool:
 
 
 def _atomic_write_json(path: str, data: dict[str, Any]) -> None:
-    d = os.path.dirname(path) or "."
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".auth.json.", dir=d)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent="\t")
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..fileutil import write_atomic
+
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    write_atomic(path, json.dumps(data, indent="\t") + "\n", 0o600, fsync=True)
 
 
 def _load_writable(path: str) -> dict[str, Any]:

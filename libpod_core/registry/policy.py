@@ -909,18 +909,8 @@ def trust_set(policy_path: str | None, scope: str, trust_type: str, pubkeys: lis
         doc.setdefault("transports", {}).setdefault(transport, {})[scope] = reqs
     data = (json.dumps(doc, indent=4) + "\n").encode()
     Policy.from_bytes(data, path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".policy.json.", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..fileutil import write_atomic
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, data, 0o644)
     return path

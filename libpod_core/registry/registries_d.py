@@ -23,12 +23,12 @@ live at ``<lookaside>/ns/repo@sha256=H/signature-1``, ``signature-2``... .
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, TransportError
+from ..fileutil import write_atomic
 
 __all__ = [
     "Namespace",
@@ -251,18 +251,7 @@ def write_lookaside_signatures(base: str, digest: str, signatures: list[bytes]) 
     d = os.path.dirname(first)
     os.makedirs(d, exist_ok=True)
     for i, sig in enumerate(signatures):
-        path = os.path.join(d, f"signature-{i + 1}")
-        fd, tmp = tempfile.mkstemp(prefix=".signature.", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(sig)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(os.path.join(d, f"signature-{i + 1}"), sig, 0o600)
     i = len(signatures)
     while True:
         path = os.path.join(d, f"signature-{i + 1}")
