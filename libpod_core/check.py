@@ -8,7 +8,27 @@ files (needed to save/push byte-identical layers) that are missing or orphaned.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+
+from .store import USER_FILES_SUFFIX
+
+#: fileutil.write_atomic's temporary file: PATH.tmpPID
+_TMP_PID = re.compile(r"\.tmp(\d+)$")
+
+
+def _dead_writer(name: str) -> bool:
+    """*name* is a write_atomic temporary file whose process is gone."""
+    m = _TMP_PID.search(name)
+    if not m:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    return False
 
 
 @dataclass
@@ -81,8 +101,15 @@ def check(rt, repair: bool = False) -> list[Problem]:
                 os.unlink(os.path.join(cache_dir, lid + ".tar.zst"))
                 p.repaired = True
             problems.append(p)
+        user_files = {f[: -len(USER_FILES_SUFFIX)] for f in os.listdir(cache_dir) if f.endswith(USER_FILES_SUFFIX)}
+        for lid in sorted(user_files - known):
+            p = Problem("cache", lid, "cached user files of an unknown layer")
+            if repair:
+                os.unlink(os.path.join(cache_dir, lid + USER_FILES_SUFFIX))
+                p.repaired = True
+            problems.append(p)
         for f in os.listdir(cache_dir):
-            if f.endswith(".tmp"):
+            if f.endswith(".tmp") or _dead_writer(f):
                 p = Problem("cache", f, "temporary file of an interrupted write")
                 if repair:
                     os.unlink(os.path.join(cache_dir, f))

@@ -652,8 +652,16 @@ class ContainerManager:
                 c._lock_depth = 1  # we hold its lock
                 c._lock = lock
                 os.makedirs(c.static_dir, mode=0o700, exist_ok=True)
-                # kept for run (its start uses it); a plain create only reads two files
-                rootfs = c.mount(read_only_use=not keep_mounted)
+                # A plain create needs of the rootfs only the image's /etc/passwd and /etc/group,
+                # which the store keeps after the first create from an image: no mount then
+                # (podman's create mounts nothing either). run keeps its mount for start;
+                # image volumes are filled from the rootfs.
+                user_files = None if keep_mounted or anon_vols else store.image_user_files(img.top_layer)
+                rootfs = None
+                if user_files is None:
+                    rootfs = c.mount(read_only_use=not keep_mounted)
+                    user_files = specgen.read_user_files(rootfs)
+                    store.save_image_user_files(img.top_layer, user_files)
                 c.write_etc_files()
                 vol_mounts = [specgen.image_volume_mount(v["destination"], "bind", v["source"])
                               for v in anon_vols if "options" not in v]
@@ -663,7 +671,7 @@ class ContainerManager:
                 user_vol_mounts = [{"destination": v["destination"], "type": "bind", "source": v["source"],
                                     "options": v["options"]} for v in [*anon_vols, *named] if "options" in v]
                 spec = self._generate_spec(c, opts, secopts, env_from_files, image_config, rootfs, vol_mounts,
-                                           user_vol_mounts)
+                                           user_vol_mounts, user_files)
                 user = spec["process"]["user"]
                 for v in anon_vols:
                     fill_volume(rootfs, v["destination"], v["source"], (user["uid"], user["gid"]),
@@ -770,10 +778,12 @@ class ContainerManager:
         return "bridge"
 
     def _generate_spec(self, c: "Container", opts: CreateOptions, secopts: dict, env_from_files: list[str],
-                       image_config: dict, rootfs: str, image_volumes: list[dict] | tuple = (),
-                       volume_mounts: list[dict] | tuple = ()) -> dict:
+                       image_config: dict, rootfs: str | None, image_volumes: list[dict] | tuple = (),
+                       volume_mounts: list[dict] | tuple = (),
+                       user_files: dict[str, str | None] | None = None) -> dict:
         """The OCI spec; *volume_mounts* are the OCI mounts of the ``-v``/``--mount`` volumes
-        (resolved by ``create``: their host directories)."""
+        (resolved by ``create``: their host directories). *rootfs* None: not mounted, the user
+        is resolved from *user_files* and init sets ``root.path``."""
         from . import specgen
         from .network import spec_namespaces
 
@@ -820,7 +830,7 @@ class ContainerManager:
             init=opts.init,
             init_path=self.config.init_path if opts.init else None,
         )
-        return specgen.generate_spec(so, image_config, rootfs)
+        return specgen.generate_spec(so, image_config, rootfs, user_files)
 
     # -- maintenance --------------------------------------------------------------------
     def sweep(self) -> int:

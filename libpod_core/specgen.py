@@ -512,10 +512,24 @@ def _read_rootfs_file(rootfs: str, path: str) -> str | None:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def _read_db(rootfs: str | None, path: str, min_fields: int) -> list[list[str]] | None:
-    if not rootfs:
+#: the files user resolution reads, in the image
+USER_FILES = ("/etc/passwd", "/etc/group")
+
+
+def read_user_files(rootfs: str) -> dict[str, str | None]:
+    """The image's :data:`USER_FILES` as text (None: absent), read inside *rootfs*. The
+    result depends on the image alone, so the store keeps it for the next ``create``."""
+    return {path: _read_rootfs_file(rootfs, path) for path in USER_FILES}
+
+
+def _read_db(rootfs: str | None, path: str, min_fields: int,
+             files: Mapping[str, str | None] | None = None) -> list[list[str]] | None:
+    if files is not None:
+        text = files.get(path)
+    elif not rootfs:
         return None
-    text = _read_rootfs_file(rootfs, path)
+    else:
+        text = _read_rootfs_file(rootfs, path)
     if text is None:
         return None
     rows = []
@@ -556,18 +570,20 @@ def _lookup_group(groups: list[list[str]] | None, spec: str) -> int:
     raise InvalidArgument(f"unable to find group {spec}: no matching entries in group file")
 
 
-def resolve_user(rootfs: str | None, user: str | None, group_add: Iterable[str] = ()) -> ExecUser:
+def resolve_user(rootfs: str | None, user: str | None, group_add: Iterable[str] = (),
+                 files: Mapping[str, str | None] | None = None) -> ExecUser:
     """Resolve ``user[:group]`` (names or numbers) against the rootfs's /etc/passwd and
-    /etc/group. Empty means root. Without an explicit group the passwd entry's group is the
-    primary one and the groups listing the user become supplementary groups."""
+    /etc/group (or their texts in *files*, from :func:`read_user_files`). Empty means root.
+    Without an explicit group the passwd entry's group is the primary one and the groups
+    listing the user become supplementary groups."""
     spec = (user or "").strip()
     uspec, sep, gspec = spec.partition(":")
     if sep and not gspec:
         raise InvalidArgument(f"invalid user {spec!r}: empty group")
     if not uspec:
         uspec = "0"
-    passwd = _read_db(rootfs, "/etc/passwd", 7)
-    groups = _read_db(rootfs, "/etc/group", 4)
+    passwd = _read_db(rootfs, "/etc/passwd", 7, files)
+    groups = _read_db(rootfs, "/etc/group", 4, files)
 
     entry: list[str] | None = None
     uid = _parse_id(uspec)
@@ -1444,21 +1460,30 @@ def _default_mounts(opts: SpecOptions) -> list[dict[str, Any]]:
     return mounts
 
 
-def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, rootfs: str) -> dict[str, Any]:
+def generate_spec(opts: SpecOptions, image_config: Mapping[str, Any] | None, rootfs: str | None,
+                  user_files: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """Build the OCI runtime ``config.json`` document (a dict) for one container.
 
     ``image_config`` is the OCI image configuration (whole, or only its ``config`` section);
-    ``rootfs`` the host path of the mounted root filesystem. Raises :class:`InvalidArgument`
-    for any malformed or impossible option, with a one-line message."""
-    if not isinstance(rootfs, str) or not rootfs:
+    ``rootfs`` the host path of the mounted root filesystem, or None when it is not mounted:
+    ``user_files`` (:func:`read_user_files`) then resolve the user, and ``root.path`` is the
+    bundle's ``rootfs`` until the caller sets the mount's path. Raises
+    :class:`InvalidArgument` for any malformed or impossible option, with a one-line message."""
+    if rootfs is None:
+        if user_files is None:
+            raise InvalidArgument("generate_spec: an unmounted rootfs needs the image's user files")
+        rootfs = "rootfs"
+    elif not isinstance(rootfs, str) or not rootfs:
         raise InvalidArgument("generate_spec: rootfs must be a path")
-    rootfs = os.path.realpath(rootfs)  # runc refuses a root.path that is (or goes through) a symlink
+    else:
+        rootfs = os.path.realpath(rootfs)  # runc refuses a root.path that is (or goes through) a symlink
     cfg = _image_config(image_config)
     priv = bool(opts.privileged)
 
     # --- capabilities and user ------------------------------------------------------------
     caps = resolve_capabilities(opts.cap_add, opts.cap_drop, priv)
-    user = resolve_user(rootfs, opts.user if opts.user not in (None, "") else cfg.get("User") or "", opts.group_add)
+    user = resolve_user(rootfs, opts.user if opts.user not in (None, "") else cfg.get("User") or "", opts.group_add,
+                        user_files)
     if user.uid == 0:
         capabilities = {"bounding": caps, "effective": caps, "permitted": caps,
                         "inheritable": [], "ambient": []}

@@ -30,7 +30,10 @@ from ..errors import (
     NotFound,
     StorageError,
 )
+from ..log import getLogger
 from ..state import FileLock, register_schema
+
+log = getLogger(__name__)
 
 register_schema(
     "images",
@@ -90,6 +93,8 @@ register_schema(
 )
 
 CACHE_DIR = "layer-cache"
+#: beside an image's top layer in the cache: the image's /etc/passwd and /etc/group texts
+USER_FILES_SUFFIX = ".userfiles.json"
 
 
 def new_id() -> str:
@@ -299,10 +304,41 @@ class ImageStore:
         self.hook.storage_remove(layer_id=layer_id)
         _unlink(self.cache_path(layer_id))
         _unlink(self.cache_path(layer_id) + ".tmp")  # a write a killed process left
+        _unlink(self.user_files_path(layer_id))
 
     # -- layers ---------------------------------------------------------------------------
     def cache_path(self, layer_id: str) -> str:
         return os.path.join(self.cache_dir, layer_id + ".tar.zst")
+
+    def user_files_path(self, layer_id: str) -> str:
+        return os.path.join(self.cache_dir, layer_id + USER_FILES_SUFFIX)
+
+    def image_user_files(self, top_layer: str | None) -> dict[str, str | None] | None:
+        """/etc/passwd and /etc/group of the image whose top layer is *top_layer*, as a
+        ``create`` read them before (:meth:`save_image_user_files`), or None when unknown.
+        Image layers never change, so the texts stay true while the layer exists."""
+        if not top_layer:
+            return None
+        try:
+            with open(self.user_files_path(top_layer), "rb") as f:
+                data = json.loads(f.read(1 << 22))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not all(isinstance(v, (str, type(None))) for v in data.values()):
+            return None
+        return data
+
+    def save_image_user_files(self, top_layer: str | None, files: dict[str, str | None]) -> None:
+        """Keep what a ``create`` read of the image's user files, so that the next one need
+        not mount a root filesystem (best effort: without it, the next one reads them again)."""
+        if not top_layer:
+            return
+        from ..fileutil import write_atomic
+
+        try:
+            write_atomic(self.user_files_path(top_layer), json.dumps(files), 0o600)
+        except OSError as exc:
+            log.debug("layer %s: user files not cached: %s", top_layer, exc)
 
     def layer(self, layer_id: str):
         return self.db.one("SELECT * FROM layers WHERE id = ?", (layer_id,))

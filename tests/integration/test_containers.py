@@ -462,3 +462,54 @@ def test_fresh_store(kpod):
     assert_one_error_line(kpod("run", "--rm", "busybox", "true", check=False), 125, "busybox")
     assert_one_error_line(kpod("run", "--pull=never", "busybox", "true", check=False), 125, "busybox: image not known")
     assert kpod("container", "exists", "x", check=False).returncode == 1
+
+
+def test_create_resolves_users_from_the_stores_copy(ctr):
+    """A plain create mounts nothing once the store keeps the image's /etc/passwd and
+    /etc/group (the first create or run from the image reads them); a damaged copy is read
+    again from the image; the copy goes with the image's layer."""
+    import glob
+
+    k = ctr
+    pattern = os.path.join(k.graphroot, "layer-cache", "overlay", "*.userfiles.json")
+    assert glob.glob(pattern) == []
+    k("create", "--name", "first", "-u", "nobody", "busybox", "id")
+    [copy] = glob.glob(pattern)
+    files = json.load(open(copy))
+    assert "nobody:x:65534:65534:" in files["/etc/passwd"] and "/etc/group" in files
+    assert k("start", "-a", "first").stdout.startswith("uid=65534(nobody) gid=65534")
+
+    # the next creates read the copy, not the image: a user only the copy knows resolves,
+    # and the created container holds no mount (its root.path waits for init)
+    files["/etc/passwd"] += "copyuser:x:4242:4243::/home/copyuser:/bin/sh\n"
+    with open(copy, "w") as f:
+        json.dump(files, f)
+    k("create", "--name", "second", "-u", "copyuser", "busybox", "id")
+    assert k.inspect("second", "{{.State.Status}}") == "created"
+    merged = k.inspect("second")["GraphDriver"]["Data"]["MergedDir"]
+    assert merged.startswith(k.graphroot) and merged not in mounts_under(k.graphroot)
+    assert json.load(open(os.path.join(k.graphroot, "containers", k.inspect("second")["Id"], "config.json")))[
+        "root"]["path"] == "rootfs"
+    assert k("start", "-a", "second").stdout.startswith("uid=4242 gid=4243")
+    assert_one_error_line(k("create", "-u", "nosuchuser", "busybox", "id", check=False), 125,
+                          "unable to find user nosuchuser")
+
+    # a damaged copy: the create reads the image again, and mends the copy
+    with open(copy, "w") as f:
+        f.write("{not json")
+    k("create", "--name", "third", "-u", "copyuser", "busybox", "id", check=False)
+    assert "copyuser" not in json.load(open(copy))["/etc/passwd"]
+
+    # system check: a copy whose layer is gone is an orphan, and --repair removes it
+    orphan = os.path.join(os.path.dirname(copy), "e" * 64 + ".userfiles.json")
+    with open(orphan, "w") as f:
+        f.write("{}")
+    proc = k("system", "check", check=False)
+    assert proc.returncode == 125 and "cached user files of an unknown layer" in proc.stdout
+    k("system", "check", "--repair")
+    assert not os.path.exists(orphan)
+
+    # removing the image removes its copy
+    k("rm", "-fa")
+    k("rmi", "busybox")
+    assert glob.glob(pattern) == []
