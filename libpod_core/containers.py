@@ -1714,7 +1714,8 @@ class Container:
             else:
                 raise InvalidArgument(f"invalid condition {cond!r}: expected created, running, paused, stopped or exited")
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
+        # run's wait starts as the process exits: conmon writes the exit file a moment later
+        delay = 0.0005
         while True:
             try:
                 self.reload()
