@@ -92,9 +92,11 @@ def classify_runtime_error(message: str) -> int:
     """Map the runtime's create error (from the sync pipe) to podman's exit codes:
     127 command not found, 126 cannot invoke, else 125."""
     low = message.lower()
+    if "exec" not in low:  # (also "executable"): anything else, a missing namespace path or a
+        return EXIT_ENGINE  # cgroup refusing, is the engine's failure, not the command's
     if "permission denied" in low or "not permitted" in low or "exec format error" in low or "is a directory" in low:
         return EXIT_CANNOT_INVOKE
-    if ("not found" in low or "no such file" in low) and ("exec" in low or "executable" in low or "stat" in low):
+    if "not found" in low or "no such file" in low:
         return EXIT_NOT_FOUND
     return EXIT_ENGINE
 

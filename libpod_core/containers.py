@@ -734,7 +734,9 @@ class ContainerManager:
 
     def _namespace_modes(self, opts: CreateOptions) -> None:
         """Check ``--ipc``/``--uts``/``--pid``/``--cgroup-parent``; ``container:NAME`` becomes
-        ``container:<ID>`` (joined at start like a pod's infra, see network.prepare_start)."""
+        ``container:<ID>``: the container must exist, and is started (if it is not running)
+        when this one starts, which joins its namespaces then (network.prepare_start), as
+        podman and as ``--network container:NAME``."""
         from . import specgen
 
         if opts.cgroup_parent is not None:
@@ -745,9 +747,6 @@ class ContainerManager:
             mode, ref = specgen.parse_namespace_flag(kind, getattr(opts, kind))
             if ref is not None:
                 target = self.get(ref)
-                if target.refresh() != "running":
-                    raise ContainerStateError(f"cannot join the {kind} namespace of container {target.name}: "
-                                              "it is not running")
                 mode = f"container:{target.id}"
                 if kind == "uts":  # podman: the hostname of the container whose UTS namespace is shared
                     if opts.hostname and opts.hostname != target.hostname:

@@ -100,3 +100,27 @@ def test_join_unknown_container(ctr):
         p = k("run", "--rm", flag, "container:nosuch", "busybox", "true", check=False)
         assert_one_error_line(p, 125, 'no container with name or ID "nosuch" found')
     assert k("ps", "-aq").stdout == ""
+
+
+def test_namespace_joins_start_what_they_join(ctr_rt):
+    """--pid/--ipc/--uts container:X accept an X that is not running, as podman and as
+    --network container:X: starting the joiner starts X first, then joins its namespaces."""
+    k = ctr_rt
+    k("create", "--name", "target", "--hostname", "tgt", "busybox", "sleep", "1000")
+    k("run", "-d", "--name", "gone", "busybox", "sleep", "1000")
+    k("stop", "-t", "0", "gone")
+    k("create", "--name", "pidj", "--pid", "container:target", "busybox", "ps", "-o", "comm")
+    k("create", "--name", "ipcj", "--ipc", "container:gone", "--uts", "container:gone", "busybox", "hostname")
+    assert k.state("target") == "created" and k.state("gone") == "exited"
+    # start -a of the joiner starts the target first: the joiner sees the target's sleep
+    out = k("start", "-a", "pidj").stdout.split()
+    assert "sleep" in out and "ps" in out
+    assert k.state("target") == "running"
+    # an exited target is started again; the joiner has its hostname
+    assert k("start", "-a", "ipcj").stdout.strip() == k.inspect("gone", "{{.Config.Hostname}}")
+    assert k.state("gone") == "running"
+    # run joins a target that is not running the same way
+    k("stop", "-t", "0", "target")
+    out = k("run", "--rm", "--pid", "container:target", "busybox", "ps", "-o", "comm").stdout.split()
+    assert "sleep" in out and k.state("target") == "running"
+    k("rm", "-f", "-t", "0", "pidj", "ipcj", "target", "gone")

@@ -124,9 +124,6 @@ def test_namespace_bad_input(ctr):
     cases = [
         (["--ipc", "container:nope"], 'no container with name or ID "nope"'),
         (["--pid", "container:nope"], "no such container"),
-        (["--uts", "container:exited"], "not running"),
-        (["--ipc", "container:created"], "not running"),
-        (["--pid", "container:exited"], "not running"),
         (["--ipc", "ns:/nonexistent/ipc"], "does not exist"),
         (["--uts", "ns:relative/uts"], "does not exist"),
         (["--pid", "bogus"], "invalid --pid 'bogus'"),
@@ -137,7 +134,7 @@ def test_namespace_bad_input(ctr):
         (["--cgroup-parent", "relative/path"], "invalid --cgroup-parent"),
         (["--cgroup-parent", "/a/../b"], "invalid --cgroup-parent"),
         (["--uts", "host", "--hostname", "other-name"], "host's UTS namespace"),
-        (["--uts", "container:exited", "--hostname", "x"], "not running"),
+        (["--uts", "container:exited", "--hostname", "x"], "cannot set a hostname"),
     ]
     for cmd in ("create", "run"):
         for flags, message in cases:

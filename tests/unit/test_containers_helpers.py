@@ -110,4 +110,8 @@ def test_conmon_command_line_and_errors():
     assert conmon.classify_runtime_error('exec: "/etc/passwd": permission denied') == 126
     assert conmon.classify_runtime_error("open executable: Operation not permitted") == 126
     assert conmon.classify_runtime_error("cgroup setup failed") == 125
+    # a namespace to join that is gone, a cgroup write refused: the engine's failure
+    assert conmon.classify_runtime_error("runc create failed: unable to create new parent process: namespace "
+                                         "path: lstat /proc/1/ns/ipc: no such file or directory") == 125
+    assert conmon.classify_runtime_error("write /sys/fs/cgroup/x/cpu.max: permission denied") == 125
     assert conmon._clean_message('time="x" level=error msg="runc create failed: \\"quoted\\""') == 'runc create failed: "quoted"'
