@@ -161,6 +161,9 @@ class Scenario:
     quick_reps = 2
     timeout = 600
     warmup = True  # heavy scenarios skip it: their first round also tells whether kpod can do it
+    #: write back dirty pages (sync, untimed) before each timed run: a disk-heavy run must not
+    #: pay for the previous run's extraction or removal
+    settle = False
     description = ""
     needs = ("busybox",)
 
@@ -411,6 +414,7 @@ class Load(Scenario):
     key, title = "load", "`load` of the large image"
     goal, goal_ratio = "no slower (issue 3)", 1.0
     store = "xfer"
+    settle = True
     reps, quick_reps = 3, 1
     warmup = False
     needs = ()
@@ -433,6 +437,7 @@ class Save(Scenario):
     key, title = "save", "`save` of the large image"
     goal = "— (reported)"
     store = "xfer"
+    settle = True
     reps, quick_reps = 3, 1
     warmup = False
     needs = ("large",)
@@ -462,6 +467,7 @@ class Push(Scenario):
     key, title = "push", "`push` of the large image"
     goal, goal_ratio = "no slower (issue 4)", 1.0
     store = "xfer"
+    settle = True
     reps, quick_reps = 3, 1
     warmup = False
     needs = ("large",)
@@ -491,6 +497,7 @@ class Pull(Scenario):
     key, title = "pull", "`pull` of the large image"
     goal, goal_ratio = "≤ 0.25× (issue 4)", 0.25
     store = "xfer"
+    settle = True
     reps, quick_reps = 3, 1
     warmup = False
     needs = ()
@@ -531,6 +538,8 @@ def summarize(values: list[float]) -> dict:
 def run_rep(sc: Scenario, ctx: Ctx, eng: E.Engine, i: int, warm: bool) -> tuple[float, int, str | None]:
     """One timed repetition: untimed before(), timed steps, untimed after(). Raises StepFailed."""
     sc.before(ctx, eng, i)
+    if sc.settle:
+        os.sync()
     results = []
     try:
         for args in sc.steps(ctx, eng, i, warm):
@@ -859,9 +868,11 @@ def measure_floors(ctx: Ctx) -> dict:
                 cmd = ("unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; " + cmd + "'")
             median_of(f"{rt} run true", cmd, shell=True)
         gz = ctx.large_info["gz"]
+        os.sync()
         timed("zcat large layer > /dev/null", f"zcat {gz} > /dev/null", shell=True)
         ex = os.path.join(fl, "extract")
         os.makedirs(ex)
+        os.sync()
         timed("tar -x large layer (uncompressed)", ["tar", "-xf", ctx.large_info["raw"], "-C", ex])
         t0 = time.perf_counter()
         h = hashlib.sha256()
@@ -1248,6 +1259,8 @@ def render(ctx: Ctx, results: list[dict], extras: dict, mach: dict, elapsed: flo
       "bench's own network, and `lock_type = \"file\"` so that it does not share (and reset) the host-wide "
       "/dev/shm/libpod_lock with other podman users. podman can only use runc here (crun 1.8 refuses "
       "hybrid cgroups).")
+    a("- load, save, push, pull and the layer floor rows run after a `sync` (untimed): otherwise a run "
+      "pays for the writeback of the previous run's files (the tar -x floor ranged 0.2-5.6 s without it).")
     a("- Peak RSS comes from wait4's rusage of each command: the largest resident set of the command and "
       "of the children it waited for (not a sum). Commands are forked by a ~10 MiB helper (bench/spawn.py), "
       "because Linux carries the forking process's peak across exec; values below ~10 MiB would read as that.")
