@@ -15,9 +15,13 @@ Where things live:
   (``ON DELETE CASCADE``).
 * ``<graphroot>/volumes/<NAME>/_data``: the volume's data (its ``Mountpoint``). A volume
   with mount options (``-o type=tmpfs,device=tmpfs,o=size=64m``) has that file system
-  mounted there on the host while containers using it run.
-* ``<runroot>/volumes/<NAME>/<container ID>``: the running containers holding that mount
-  (per boot, like the mount; the last one out unmounts it).
+  mounted there on the host while containers using it run (and while ``volume mount``
+  holds it, or an export or import runs). ``<graphroot>/volumes/<NAME>/.kpod-import-*``:
+  an import's extraction directory (see :meth:`VolumeManager.import_tar`).
+* ``<runroot>/volumes/<NAME>/<holder>``: who holds that mount (per boot, like the mount;
+  the last one out unmounts it): running containers (their ID), ``kpod volume mount``
+  (``mount.N``, one a call, given back by ``volume unmount``) and a running export or
+  import (``pid.<PID>.<random>``; one whose process is gone does not count).
 * ``<graphroot>/locks/volumes.lock``: taken (exclusive, for milliseconds) by create and
   remove, so two kpod processes creating one name cannot both make it;
   ``<runroot>/locks/volume-<NAME>.lock``: a volume's mount users and first-use copy-up.
@@ -34,12 +38,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 from . import containers as _containers  # noqa: F401 - the containers schema comes before ours
-from .errors import AlreadyExists, InUse, InvalidArgument, KpodError, NotFound, StorageError
+from .errors import AlreadyExists, InUse, InvalidArgument, InvalidLayer, KpodError, NotFound, StorageError
 from .log import getLogger
 from .state import FileLock, register_schema
 
@@ -486,21 +491,267 @@ class VolumeManager:
     def release(self, c) -> None:
         """A container no longer holds its volumes' mounts (teardown; idempotent): the last
         holder unmounts."""
-        from .graphdriver import umount
-
         for use in c.config.get("named_volumes") or []:
             name = use["name"]
-            users = self.users_dir(name)
-            if not os.path.isdir(users):
+            if not os.path.isdir(self.users_dir(name)):
                 continue
             with self._volume_lock(name).held():
+                self._let_go(name, c.id)
+
+    def _let_go(self, name: str, holder: str) -> None:
+        """Drop *holder* from the volume's mount holders (volume lock held); with none left
+        (holders of dead kpod processes do not count), unmount. Idempotent."""
+        from .graphdriver import umount
+
+        users = self.users_dir(name)
+        try:
+            os.unlink(os.path.join(users, holder))
+        except FileNotFoundError:
+            pass
+        try:
+            left = os.listdir(users)
+        except FileNotFoundError:
+            return
+        stale = [h for h in left if h.startswith(_PID_HOLDER) and not _alive(h[len(_PID_HOLDER):].partition(".")[0])]
+        for h in stale:  # an export or import killed half way
+            os.unlink(os.path.join(users, h))
+        if len(stale) == len(left):
+            umount(os.path.join(self.root, name, "_data"))
+            try:
+                os.rmdir(users)
+            except OSError:
+                pass
+
+    # -- kpod volume mount / unmount / export / import ----------------------------------------
+    def mount(self, name: str) -> str:
+        """``kpod volume mount``: returns the volume's mountpoint. A volume with mount options
+        gets its file system mounted there, counted as one more holder (``mount.N``) beside
+        the running containers', until :meth:`unmount`; a plain one is just a directory."""
+        vol = self.get(name)
+        spec = vol.mount_spec
+        if spec is not None:
+            with self._volume_lock(vol.name).held():
+                self._mount(vol, spec, f"{_MOUNT_HOLDER}{max(self._manual_mounts(vol.name), default=0) + 1}")
+        return vol.mountpoint
+
+    def unmount(self, name: str) -> str:
+        """``kpod volume unmount``: give back one :meth:`mount` (the last holder unmounts);
+        returns the volume's name. Nothing to give back is no error (as podman); the
+        mounts running containers hold are theirs and never taken."""
+        vol = self.get(name)
+        if vol.mount_spec is not None:
+            with self._volume_lock(vol.name).held():
+                held = self._manual_mounts(vol.name)
+                if held:
+                    self._let_go(vol.name, f"{_MOUNT_HOLDER}{max(held)}")
+        return vol.name
+
+    def _manual_mounts(self, name: str) -> list[int]:
+        try:
+            names = os.listdir(self.users_dir(name))
+        except FileNotFoundError:
+            return []
+        return [int(h[len(_MOUNT_HOLDER):]) for h in names
+                if h.startswith(_MOUNT_HOLDER) and h[len(_MOUNT_HOLDER):].isdigit()]
+
+    @contextmanager
+    def _mounted(self, vol: Volume) -> Iterator[str]:
+        """The volume's data directory for the duration of an export or import: a volume
+        with mount options is mounted (a holder named after this process) and let go after."""
+        spec = vol.mount_spec
+        if spec is None:
+            yield vol.mountpoint
+            return
+        holder = f"{_PID_HOLDER}{os.getpid()}.{os.urandom(4).hex()}"
+        with self._volume_lock(vol.name).held():
+            self._mount(vol, spec, holder)
+        try:
+            yield vol.mountpoint
+        finally:
+            with self._volume_lock(vol.name).held():
+                self._let_go(vol.name, holder)
+
+    def export(self, name: str, out: IO[bytes]) -> int:
+        """``kpod volume export``: the volume's data directory as an uncompressed tar on
+        *out*, entries relative to it (the writer of ``kpod export`` and ``kpod cp``, which
+        reads through held descriptors and never follows a symlink). Returns the number of
+        entries."""
+        from .copyfiles import SafeRoot, write_tar
+
+        vol = self.get(name)
+        with self._mounted(vol) as data:
+            try:
+                with SafeRoot(data) as root:
+                    return write_tar(out, root, "/", None)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise StorageError(f"exporting volume {vol.name}: {exc.strerror or exc}") from None
+
+    def import_tar(self, name: str, stream: IO[bytes]) -> None:
+        """``kpod volume import``: merge a tar (plain, gzip, zstd, bzip2 or xz) into the volume;
+        the archive's entries win over the volume's (podman's rule).
+
+        The archive is untrusted. It is first extracted whole by the layer extractor
+        (:func:`libpod_core.tarapply.apply_layer`: no absolute or escaping names, no writing
+        through symlinks, corrupt or truncated data refused) into a private directory on the
+        volume's file system; only when that succeeded are its entries moved into the data
+        directory, one rename(2) each, through held directory descriptors. So a hostile or
+        broken archive is an error that leaves the volume as it was."""
+        import lzma
+        import shutil
+        import tempfile
+
+        from .graphdriver import is_mountpoint
+        from .tarapply import apply_layer
+
+        vol = self.get(name)
+        with self._mounted(vol) as data:
+            # next to _data, or inside it when it is a mount (rename(2) does not cross mounts)
+            here = data if is_mountpoint(data) else vol.path
+            _sweep_imports(here)
+            stage = tempfile.mkdtemp(prefix=f"{_IMPORT_PREFIX}{os.getpid()}.", dir=here)
+            # Inside a mounted volume, containers using it see this directory and could put a
+            # symlink in its place: after this open it is used through the descriptor only.
+            try:
+                sfd = os.open(stage, _DIR_FLAGS)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+            try:
+                st = os.stat(data)  # the root keeps its metadata unless the archive has a "." entry
+                _set_dir_meta(sfd, st)
+                implicit: set[str] = set()  # parents the archive has no entry for: called for each
                 try:
-                    os.unlink(os.path.join(users, c.id))
-                except FileNotFoundError:
-                    pass
-                if not os.listdir(users):
-                    umount(os.path.join(self.root, name, "_data"))
+                    apply_layer(_decompressing(stream), f"/proc/self/fd/{sfd}", whiteout_format="vfs",
+                                parent_lookup=lambda rel: implicit.add(rel))
+                except KpodError as exc:
+                    raise type(exc)(f"extracting into volume {vol.name}: {exc.message}") from None
+                except (lzma.LZMAError, EOFError) as exc:  # what the xz reader raises past the extractor
+                    raise InvalidLayer(f"extracting into volume {vol.name}: invalid compressed data: {exc}") from None
+                try:
+                    _merge_tree(sfd, data, implicit)
+                except OSError as exc:
+                    raise StorageError(f"importing into volume {vol.name} (partly done): "
+                                       f"{exc.strerror or exc}") from None
+            finally:
+                os.close(sfd)
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+#: holder files in ``<runroot>/volumes/<NAME>/`` besides container IDs: ``kpod volume mount``'s
+#: (numbered) and a running export's or import's (``pid.<PID>.<random>``)
+_MOUNT_HOLDER = "mount."
+_PID_HOLDER = "pid."
+#: an import's private extraction directory: ``.kpod-import-<PID>.<random>``
+_IMPORT_PREFIX = ".kpod-import-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _alive(pid: str) -> bool:
+    """Whether process *pid* (a decimal string) exists; anything unparsable counts as alive."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _sweep_imports(directory: str) -> None:
+    """Remove the extraction directories of imports whose kpod process is gone."""
+    import shutil
+
+    for entry in os.listdir(directory):
+        if entry.startswith(_IMPORT_PREFIX) and not _alive(entry[len(_IMPORT_PREFIX):].partition(".")[0]):
+            shutil.rmtree(os.path.join(directory, entry), ignore_errors=True)
+
+
+def _decompressing(stream: IO[bytes]):
+    """*stream* for the layer extractor, which reads plain, gzip and zstd tar itself: bzip2
+    and xz (which podman takes too) are decompressed here."""
+    import bz2
+    import lzma
+
+    from .digest import _Source  # the bytes read to look, then the rest
+
+    head = b""
+    while len(head) < 10:  # a pipe may give less at a time
+        chunk = stream.read(10 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    src = _Source(head, stream)
+    if head[:3] == b"BZh" and head[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90"):
+        return bz2.BZ2File(src)
+    if head[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(src)
+    return src
+
+
+def _set_dir_meta(fd: int, st: os.stat_result) -> None:
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid/setgid
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _merge_tree(src_fd: int, dst: str, implicit: set[str] = frozenset()) -> None:
+    """Move everything in the directory open as *src_fd* into directory *dst* (one file
+    system). A directory over a directory merges and then takes the moved one's owner, mode
+    and times, unless its relative path is in *implicit* (made only as a parent: the one in
+    *dst* keeps its own); anything else replaces what is in *dst* by a rename (a directory
+    in the way is removed first). Every step is relative to a directory descriptor opened without
+    following symlinks, so a symlink in *dst* (a container may change the volume meanwhile)
+    is replaced, never followed."""
+    import shutil
+
+    root_st = os.fstat(src_fd)
+    sfd = os.dup(src_fd)
+    stack: list[tuple[int, int, list[str], os.stat_result | None, str]] = []
+    try:
+        names = os.listdir(sfd)
+        stack.append((sfd, os.open(dst, _DIR_FLAGS), names, root_st, ""))
+        sfd = -1
+        while stack:
+            s, d, names, meta, rel = stack[-1]
+            if not names:
+                if meta is not None:
+                    _set_dir_meta(d, meta)
+                stack.pop()
+                os.close(s)
+                os.close(d)
+                continue
+            name = names.pop()
+            sst = os.stat(name, dir_fd=s, follow_symlinks=False)
+            is_dir = stat.S_ISDIR(sst.st_mode)
+            try:
+                old = os.stat(name, dir_fd=d, follow_symlinks=False)
+            except FileNotFoundError:
+                old = None
+            if old is not None and stat.S_ISDIR(old.st_mode):
+                if is_dir:
+                    s2 = os.open(name, _DIR_FLAGS, dir_fd=s)
                     try:
-                        os.rmdir(users)
-                    except OSError:
-                        pass
+                        inner = os.listdir(s2)
+                        d2 = os.open(name, _DIR_FLAGS, dir_fd=d)
+                    except BaseException:
+                        os.close(s2)
+                        raise
+                    sub = f"{rel}/{name}" if rel else name
+                    stack.append((s2, d2, inner, None if sub in implicit else sst, sub))
+                    continue
+                shutil.rmtree(name, dir_fd=d)
+            elif old is not None and is_dir:
+                os.unlink(name, dir_fd=d)  # rename(2) puts a directory over a directory only
+            os.rename(name, name, src_dir_fd=s, dst_dir_fd=d)
+            if is_dir:  # a moved directory keeps the archive's times
+                os.utime(name, ns=(sst.st_atime_ns, sst.st_mtime_ns), dir_fd=d, follow_symlinks=False)
+    finally:
+        if sfd >= 0:
+            os.close(sfd)
+        for s, d, *_rest in stack:
+            os.close(s)
+            os.close(d)

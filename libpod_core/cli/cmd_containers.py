@@ -859,14 +859,14 @@ def _image_inspect(rt, img) -> dict[str, Any]:
 
 @click.command(context_settings=_CTX)
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="'json' (default) or a Go template like '{{.State.Status}}'")
-@click.option("-t", "--type", "kind", default="all", type=click.Choice(["container", "image", "all"]),
-              help="Which kind of object to inspect (default all: containers first)")
+@click.option("-t", "--type", "kind", default="all", type=click.Choice(["container", "image", "volume", "all"]),
+              help="Which kind of object to inspect (default all: containers, then images, then volumes)")
 @click.option("-s", "--size", is_flag=True, help="Add the container's sizes (SizeRw, SizeRootFs)")
 @click.option("-l", "--latest", is_flag=True, help="Inspect the latest container")
 @click.argument("names", nargs=-1)
 @click.pass_obj
 def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: tuple[str, ...]) -> None:
-    """Display the configuration and state of containers (and images) as JSON."""
+    """Display the configuration and state of containers (or images, volumes) as JSON."""
     from ..containers import inspect_container
 
     rt = state.runtime
@@ -874,6 +874,8 @@ def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: 
     if latest:
         if names:
             raise InvalidArgument("--latest takes no names")
+        if kind in ("image", "volume"):
+            raise InvalidArgument(f'latest is not supported for type "{kind}"')
         names = (mgr.latest().id,)
     if not names:
         raise InvalidArgument("you must provide at least one name or ID")
@@ -893,8 +895,18 @@ def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: 
                 img = None
             if img is not None:
                 data = _image_inspect(rt, img)
+        if data is None and kind in ("volume", "all"):  # podman's order: then networks, pods
+            try:
+                data = rt.volumes.get(n).inspect()
+            except NotFound:
+                pass
+            except KpodError as exc:  # a prefix of several volumes' names
+                if kind == "volume":
+                    errors.append(exc.message)
+                    continue
         if data is None:
-            what = {"container": "no such container", "image": "no such image", "all": "no such object"}[kind]
+            what = {"container": "no such container", "image": "no such image", "volume": "no such volume",
+                    "all": "no such object"}[kind]
             errors.append(f'{what}: "{n}"' if kind == "all" else f"{what} {n}")
             continue
         results.append(data)

@@ -1,12 +1,16 @@
-"""Volume commands: the ``volume`` group (create, ls, inspect, rm, prune, exists). The logic
-lives in :mod:`libpod_core.volumes`."""
+"""Volume commands: the ``volume`` group (create, ls, inspect, rm, prune, exists, export,
+import, mount, unmount). The logic lives in :mod:`libpod_core.volumes`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
+
 import click
 
-from ..errors import InUse, InvalidArgument, KpodError, NotFound
+from ..errors import InUse, InvalidArgument, KpodError, NotFound, StorageError
 from .cmd_containers import _echo_err, _Failures  # one error-report style for multi-object commands
 from .cmd_network import NetworkGroup, _filters, _kv
 from .formatting import Template, align_tabs, render_many, to_json
@@ -64,7 +68,13 @@ def _matcher(flt: dict[str, list[str]], in_use: set[str]):
 # the group
 # ---------------------------------------------------------------------------------------
 
-@click.group(cls=NetworkGroup, context_settings=_CTX)  # the same aliases: list = ls, remove = rm
+class VolumeGroup(NetworkGroup):
+    """The network group's aliases (list = ls, remove = rm) and umount = unmount."""
+
+    ALIASES = {**NetworkGroup.ALIASES, "umount": "unmount"}
+
+
+@click.group(cls=VolumeGroup, context_settings=_CTX)
 def volume() -> None:
     """Manage named volumes (the local driver: directories under <graphroot>/volumes)."""
 
@@ -212,3 +222,75 @@ def volume_prune(state, force: bool, filters: tuple[str, ...]) -> None:
             return
     for name in mgr.prune(match):
         click.echo(name)
+
+
+@volume.command("export", context_settings=_CTX)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE (default: standard output, which must be redirected)")
+@click.argument("name")
+@click.pass_obj
+def volume_export(state, output: str | None, name: str) -> None:
+    """Write the content of a volume as a tar archive."""
+    mgr = _volumes(state)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("cannot write to terminal, use command-line redirection or the --output flag")
+        mgr.export(name, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    if not output:
+        raise InvalidArgument("must provide valid path for file to write to")
+    mgr.get(name)  # an unknown volume leaves no file behind
+    path = os.path.abspath(output)
+    # a new private name in the target's directory, renamed over it once complete: a reader
+    # never sees part of an archive, and a failed export leaves what was there
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.kpod-tmp-{os.urandom(6).hex()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise StorageError(f'unable to create target file path "{output}": {exc.strerror}') from None
+    try:
+        with open(fd, "wb") as f:
+            mgr.export(name, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@volume.command("import", context_settings=_CTX)
+@click.argument("name")
+@click.argument("source")
+@click.pass_obj
+def volume_import(state, name: str, source: str) -> None:
+    """Merge a tar archive (plain, gzip, zstd, bzip2 or xz; '-' for standard input) into a
+    volume; the archive's files win."""
+    mgr = _volumes(state)
+    mgr.get(name)
+    if source == "-":
+        if sys.stdin.isatty():
+            raise InvalidArgument("cannot read an archive from a terminal: give a file or redirect standard input")
+        mgr.import_tar(name, sys.stdin.buffer)
+        return
+    try:
+        f = open(source, "rb")
+    except OSError as exc:
+        raise NotFound(f"open {source}: {exc.strerror}") from None
+    with f:
+        mgr.import_tar(name, f)
+
+
+@volume.command("mount", context_settings=_CTX)
+@click.argument("name")
+@click.pass_obj
+def volume_mount(state, name: str) -> None:
+    """Mount a volume and print its mountpoint."""
+    click.echo(_volumes(state).mount(name))
+
+
+@volume.command("unmount", context_settings=_CTX)
+@click.argument("name")
+@click.pass_obj
+def volume_unmount(state, name: str) -> None:
+    """Unmount a volume (give back one 'volume mount'); prints its name."""
+    click.echo(_volumes(state).unmount(name))

@@ -8,16 +8,25 @@ Every test has its own roots (conftest's ``kpod``); the fixture removes every vo
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import json
+import lzma
 import os
 import sqlite3
+import stat
 import subprocess
+import tarfile
 
 import pytest
+import zstandard
 
 from tests.conftest import KPOD, assert_one_error_line
 from tests.helpers_images import CtrEnv, mounts_under
+from libpod_core.testing.storage_suite import make_tar
 from tests.integration.test_image_volumes import DATA, IMG, _image
+from tests.unit.test_tarapply import snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -353,3 +362,331 @@ def test_leftovers_of_a_killed_kpod_are_removed(ctr):
     assert os.listdir(_vol(k, "ghost")["Mountpoint"]) == []
     assert k("volume", "prune", "-f", "--filter", "label=none").stdout == ""
     assert sorted(os.listdir(k.volumes_dir)) == ["ghost", "keep"]
+
+
+# ---------------------------------------------------------------------------------------
+# export, import, mount, unmount; kpod inspect of volumes
+# ---------------------------------------------------------------------------------------
+
+def _tree(root: str) -> dict:
+    """The tarapply tests' snapshot of everything under *root* (type, mode, content or link
+    target, mtime) with each entry's owner, and the root's own mode, owner and mtime as "."."""
+    snap = snapshot(root, os.path.join(root, ".not-there"))
+    out = {p: (*v, os.lstat(os.path.join(root, p)).st_uid, os.lstat(os.path.join(root, p)).st_gid)
+           for p, v in snap.items()}
+    st = os.lstat(root)
+    out["."] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    return out
+
+
+def _fill(data: str) -> None:
+    """A volume's worth of awkward content: owners, modes (setuid, sticky), old mtimes,
+    relative, absolute and dangling symlinks, a hard link, a fifo, an empty directory."""
+    os.makedirs(os.path.join(data, "sub", "deep"))
+    os.mkdir(os.path.join(data, "empty"))
+    for rel, content, mode, owner in [("top.txt", b"top\n", 0o640, (123, 456)),
+                                      ("sub/deep/x.bin", bytes(range(256)) * 300, 0o4755, (0, 0)),
+                                      ("sub/space name \u00e9", b"", 0o600, (1000, 1000))]:
+        path = os.path.join(data, rel)
+        with open(path, "wb") as f:
+            f.write(content)
+        os.chown(path, *owner)
+        os.chmod(path, mode)
+    os.link(os.path.join(data, "top.txt"), os.path.join(data, "sub", "hardlink"))
+    os.symlink("../top.txt", os.path.join(data, "sub", "rel-link"))
+    os.symlink("/etc/passwd", os.path.join(data, "abs-link"))
+    os.symlink("nowhere", os.path.join(data, "dangling"))
+    os.mkfifo(os.path.join(data, "fifo"), 0o620)
+    os.chown(os.path.join(data, "sub"), 1000, 1001)
+    os.chmod(os.path.join(data, "sub"), 0o1750)
+    for rel in ("abs-link", "dangling", "fifo", "sub/space name \u00e9", "sub/rel-link", "top.txt", "sub/deep/x.bin",
+                "sub/deep", "sub", "empty"):  # whole seconds: what a tar keeps
+        os.utime(os.path.join(data, rel), (1_000_000_000, 1_000_000_000 + len(rel)), follow_symlinks=False)
+
+
+def _tar(*members) -> bytes:
+    return make_tar(list(members))
+
+
+def _error(p, contains: str) -> None:
+    """assert_one_error_line, also for a run whose output was bytes (input=bytes)."""
+    if isinstance(p.stderr, bytes):
+        p = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(errors="replace"),
+                                        p.stderr.decode(errors="replace"))
+    assert_one_error_line(p, contains=contains)
+
+
+def _filled(k, name: str) -> tuple[str, dict]:
+    """A new volume with _fill's content: its data directory and its _tree."""
+    k("volume", "create", name)
+    data = _vol(k, name)["Mountpoint"]
+    _fill(data)
+    return data, _tree(data)
+
+
+def _stray(k) -> list[str]:
+    """What an import leaves in a volume's directory besides _data (nothing, ever)."""
+    return [f"{v}/{e}" for v in os.listdir(k.volumes_dir) for e in os.listdir(os.path.join(k.volumes_dir, v))
+            if e != "_data"]
+
+
+def test_export_import_round_trip(ctr, tmp_path):
+    k = ctr
+    src, before = _filled(k, "src")
+    out = tmp_path / "src.tar"
+    assert k("volume", "export", "-o", str(out), "src").stdout == ""
+    assert not [p for p in os.listdir(tmp_path) if "kpod-tmp" in p]  # the temporary file was renamed
+    with tarfile.open(out) as tf:
+        names = tf.getnames()
+    assert "top.txt" in names and "sub/deep/x.bin" in names and not any(n in (".", "./", "") for n in names)
+    # stdout gives the same bytes (the walk is sorted)
+    assert k("volume", "export", "src", input=b"").stdout == out.read_bytes()
+    assert _tree(src) == before  # export changes nothing
+
+    # into a fresh volume: the same tree (its root keeps its own metadata: no "." entry)
+    k("volume", "create", "copy")
+    dst = _vol(k, "copy")["Mountpoint"]
+    root_before = os.lstat(dst)
+    assert k("volume", "import", "copy", str(out)).stdout == ""
+    after = _tree(dst)
+    assert {p: v for p, v in after.items() if p != "."} == {p: v for p, v in before.items() if p != "."}
+    assert after["."][:3] == (root_before.st_mode, root_before.st_uid, root_before.st_gid)
+    assert os.lstat(os.path.join(dst, "top.txt")).st_ino == os.lstat(os.path.join(dst, "sub", "hardlink")).st_ino
+    # parents the archive does not name: an existing one keeps its owner and mode, a new one is 0755
+    k("volume", "import", "copy", "-", input=_tar(("sub/deep/added", "file", b"+\n"), ("fresh/x", "file", b"x")))
+    again = _tree(dst)
+    for p in ("sub", "sub/deep"):
+        assert (again[p][:2], again[p][4:]) == (after[p][:2], after[p][4:]), p
+    assert again["sub/deep/added"][2] == b"+\n" and stat.S_IMODE(again["fresh"][1]) == 0o755
+
+    # into a volume with content: merged, the archive wins, a symlink in the way is replaced
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    k("volume", "create", "busy")
+    busy = _vol(k, "busy")["Mountpoint"]
+    with open(os.path.join(busy, "top.txt"), "w") as f:
+        f.write("old\n")
+    with open(os.path.join(busy, "mine"), "w") as f:
+        f.write("kept\n")
+    os.symlink(str(outside), os.path.join(busy, "sub"))  # the archive's sub/ must not go through it
+    os.mkdir(os.path.join(busy, "empty"))
+    with open(os.path.join(busy, "empty", "old-file"), "w") as f:
+        f.write("stays\n")
+    os.makedirs(os.path.join(busy, "fifo", "was-a-dir"))
+    k("volume", "import", "busy", str(out))
+    # an archive may replace its own symlink by a directory: replaced, never followed
+    k("volume", "import", "busy", "-", input=_tar(("s", "symlink", str(outside)), ("s/", "dir", None), ("s/f", "file", b"x")))
+    assert os.path.isdir(os.path.join(busy, "s")) and not os.path.islink(os.path.join(busy, "s"))
+    merged = _tree(busy)
+    assert os.listdir(outside) == []
+    assert merged["mine"][2] == b"kept\n" and merged["empty/old-file"][2] == b"stays\n"
+    for p, v in before.items():
+        if p != ".":  # a merged directory ("empty") takes the archive's metadata too
+            assert merged[p] == v, p
+    assert _stray(k) == []
+
+
+def test_export_to_stdout_and_its_errors(ctr, tmp_path):
+    k = ctr
+    k("volume", "create", "v")
+    with open(os.path.join(_vol(k, "v")["Mountpoint"], "f"), "w") as f:
+        f.write("data\n")
+    with tarfile.open(fileobj=io.BytesIO(k("volume", "export", "v", input=b"").stdout)) as tf:
+        assert tf.getnames() == ["f"] and tf.extractfile("f").read() == b"data\n"
+    # a terminal is refused
+    master, slave = os.openpty()
+    try:
+        p = subprocess.run([KPOD, *k.kpod.global_args, "volume", "export", "v"], stdout=slave,
+                           stderr=subprocess.PIPE, env=k.kpod.env, text=True, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert_one_error_line(p, contains="cannot write to terminal")
+    assert_one_error_line(k("volume", "export", "-o", "", "v", check=False), contains="must provide valid path")
+    out = tmp_path / "out"
+    out.mkdir()
+    missing = out / "no-such-dir" / "v.tar"
+    assert_one_error_line(k("volume", "export", "-o", str(missing), "v", check=False),
+                          contains="unable to create target file path")
+    # an unknown volume: podman's error, and no file (an existing one stays as it was)
+    target = out / "keep.tar"
+    target.write_bytes(b"previous")
+    for args in (["export", "nope"], ["export", "-o", str(target), "nope"], ["import", "nope", str(target)],
+                 ["import", "nope", "-"], ["mount", "nope"], ["unmount", "nope"], ["umount", "nope"]):
+        p = k("volume", *args, check=False)
+        assert_one_error_line(p, contains='no volume with name "nope" found: no such volume')
+        assert p.stdout == ""
+    assert target.read_bytes() == b"previous" and os.listdir(out) == ["keep.tar"]
+    assert_one_error_line(k("volume", "import", "v", str(out / "absent.tar"), check=False),
+                          contains="No such file or directory")
+    assert_one_error_line(k("volume", "import", "v", check=False), contains="Missing argument 'SOURCE'")
+
+
+def test_import_from_stdin_and_compressed(ctr, tmp_path):
+    k = ctr
+    k("volume", "create", "v")
+    data = _vol(k, "v")["Mountpoint"]
+    plain = _tar(("d", "dir", None), ("d/one", "file", b"1\n"), ("link", "symlink", "d/one"))
+    k("volume", "import", "v", "-", input=plain)
+    assert open(os.path.join(data, "link")).read() == "1\n"
+    for n, packed in enumerate([gzip.compress(_tar(("gz", "file", b"gzip\n"))),
+                                bz2.compress(_tar(("bz", "file", b"bzip2\n"))),
+                                lzma.compress(_tar(("xz", "file", b"xz\n"))),
+                                zstandard.ZstdCompressor().compress(_tar(("zst", "file", b"zstd\n")))]):
+        path = tmp_path / f"a{n}.tar.x"
+        path.write_bytes(packed)
+        k("volume", "import", "v", str(path))
+        k("volume", "import", "v", "-", input=packed)
+    assert sorted(os.listdir(data)) == ["bz", "d", "gz", "link", "xz", "zst"]
+    assert open(os.path.join(data, "xz")).read() == "xz\n"
+    assert _stray(k) == []
+
+
+HOSTILE = {
+    "dot-dot": lambda out: [("../escape", "file", b"x")],
+    "deep-dot-dot": lambda out: [("a/../../escape", "file", b"x")],
+    "absolute": lambda out: [(f"{out}/abs", "file", b"x")],
+    "symlink-out": lambda out: [("link", "symlink", str(out)), ("link/through", "file", b"x")],
+    "symlink-up": lambda out: [("d", "dir", None), ("d/up", "symlink", "../../../../../../../.."),
+                               ("d/up/" + str(out).lstrip("/") + "/through", "file", b"x")],
+    "hardlink-out": lambda out: [("h", "hardlink", "/etc/passwd")],
+    "hardlink-dot-dot": lambda out: [("h", "hardlink", "../../../../etc/passwd")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_changes_nothing(ctr, tmp_path, case):
+    k = ctr
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data, before = _filled(k, "v")
+    # good entries first (one overwriting an existing file), then the hostile ones
+    archive = _tar(("new", "file", b"new\n"), ("top.txt", "file", b"overwritten\n"), *HOSTILE[case](outside))
+    for how in ("file", "stdin"):
+        if how == "file":
+            (tmp_path / "bad.tar").write_bytes(archive)
+            p = k("volume", "import", "v", str(tmp_path / "bad.tar"), check=False)
+        else:
+            p = k("volume", "import", "v", "-", input=archive, check=False)
+        _error(p, "extracting into volume v")
+        assert os.listdir(outside) == [], case
+        assert not os.path.lexists(os.path.join(k.volumes_dir, "escape"))
+        assert not os.path.lexists(os.path.join(k.volumes_dir, "v", "escape"))
+        assert _tree(data) == before, case
+        assert _stray(k) == []
+
+
+def test_corrupt_archive_changes_nothing(ctr, tmp_path):
+    k = ctr
+    data, before = _filled(k, "v")
+    good = _tar(("top.txt", "file", b"overwritten\n"), ("big", "file", os.urandom(20000)), ("z", "file", b"z"))
+    gz = gzip.compress(good)
+    bad_header = bytearray(good)
+    bad_header[148:156] = b"garbage!"  # the first header's checksum
+    for name, blob in [("cut in a file's data", good[:512 + 512 + 512 + 4000]),
+                       ("cut in a header", good[:512 + 512 + 512 + 20480 + 100]),
+                       ("bad checksum", bytes(bad_header)),
+                       ("not a tar", b"this is not a tar archive at all\n" * 40),
+                       ("cut gzip", gz[: len(gz) // 2]),
+                       ("corrupt gzip", gz[:20] + bytes(200) + gz[220:]),
+                       ("cut xz", lzma.compress(good)[:300]),
+                       ("cut bzip2", bz2.compress(good)[:300])]:
+        p = k("volume", "import", "v", "-", input=blob, check=False)
+        assert p.returncode == 125, (name, p.stderr)
+        _error(p, "extracting into volume v")
+        assert _tree(data) == before, name
+        assert _stray(k) == []
+    # a leftover of a killed import is removed by the next one
+    os.makedirs(os.path.join(k.volumes_dir, "v", ".kpod-import-999999999.abc", "junk"))
+    k("volume", "import", "v", "-", input=_tar(("ok", "file", b"ok\n")))
+    assert _stray(k) == [] and open(os.path.join(data, "ok")).read() == "ok\n"
+
+
+def test_mount_unmount_plain_and_tmpfs(ctr, tmp_path):
+    k = ctr
+    k("volume", "create", "plain")
+    mp = _vol(k, "plain")["Mountpoint"]
+    assert k("volume", "mount", "plain").stdout == mp + "\n"
+    assert k("volume", "unmount", "plain").stdout == "plain\n"
+    assert k("volume", "umount", "plain").stdout == "plain\n"  # nothing to give back: no error
+    assert _vol(k, "plain")["MountCount"] == 0 and mounts_under(k.graphroot) == []
+
+    k("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=2m", "scratch")
+    mp = _vol(k, "scratch")["Mountpoint"]
+    try:
+        # export/import of a volume nobody holds mount it for their duration only
+        assert k("volume", "export", "scratch", input=b"").stdout == bytes(10240)  # an empty archive
+        k("volume", "import", "scratch", "-", input=_tar(("gone", "file", b"x")))
+        assert mounts_under(mp) == [] and _vol(k, "scratch")["MountCount"] == 0 and os.listdir(mp) == []
+
+        assert k("volume", "mount", "scratch").stdout == mp + "\n"
+        assert mounts_under(mp) == [mp] and _vol(k, "scratch")["MountCount"] == 1
+        with open("/proc/self/mounts") as f:
+            assert [l.split()[2] for l in f if l.split()[1] == mp] == ["tmpfs"]
+        k("volume", "mount", "scratch")
+        assert _vol(k, "scratch")["MountCount"] == 2 and mounts_under(mp) == [mp]
+        # an import now lands on the tmpfs (staged inside it) and a container sees it
+        k("volume", "import", "scratch", "-", input=_tar(("d", "dir", None), ("d/f", "file", b"on tmpfs\n")))
+        assert sorted(os.listdir(mp)) == ["d"]
+        k("run", "-d", "--name", "user", *NONET, "-v", "scratch:/s", "busybox", "sleep", "1000")
+        assert _vol(k, "scratch")["MountCount"] == 3
+        assert k("exec", "user", "cat", "/s/d/f").stdout == "on tmpfs\n"
+        # into a volume a running container uses (podman allows it): the container sees it
+        k("volume", "import", "scratch", "-", input=_tar(("later", "file", b"later\n")))
+        assert k("exec", "user", "cat", "/s/later").stdout == "later\n"
+        with tarfile.open(fileobj=io.BytesIO(k("volume", "export", "scratch", input=b"").stdout)) as tf:
+            assert sorted(tf.getnames()) == ["d", "d/f", "later"]
+        assert k("volume", "unmount", "scratch").stdout == "scratch\n"
+        assert k("volume", "umount", "scratch").stdout == "scratch\n"
+        assert _vol(k, "scratch")["MountCount"] == 1 and mounts_under(mp) == [mp]  # the container's
+        k("volume", "unmount", "scratch")  # never takes the container's hold
+        assert _vol(k, "scratch")["MountCount"] == 1 and mounts_under(mp) == [mp]
+        k("volume", "mount", "scratch")
+        k("stop", "-t", "0", "user")  # the container lets go; the volume mount still holds
+        assert _vol(k, "scratch")["MountCount"] == 1 and mounts_under(mp) == [mp]
+        assert sorted(os.listdir(mp)) == ["d", "later"]
+        # a holder of a kpod process that is gone does not keep the mount
+        open(os.path.join(k.runroot, "volumes", "scratch", "pid.999999999.ab"), "w").close()
+        k("volume", "unmount", "scratch")
+        assert mounts_under(mp) == [] and _vol(k, "scratch")["MountCount"] == 0 and os.listdir(mp) == []
+        # a mount that fails counts nothing
+        k("volume", "create", "-o", "type=ext4", "-o", "device=/dev/kpod-no-such-device", "broken")
+        assert_one_error_line(k("volume", "mount", "broken", check=False), contains="mounting volume broken")
+        assert _vol(k, "broken")["MountCount"] == 0
+        # volume rm of a mounted volume unmounts it
+        k("volume", "mount", "scratch")
+        k("rm", "user")
+        k("volume", "rm", "scratch")
+        assert mounts_under(k.graphroot) == []
+    finally:
+        for m in reversed(mounts_under(k.graphroot)):
+            subprocess.run(["umount", "-l", m], check=False)
+
+
+def test_inspect_type_volume_and_fallback(ctr):
+    k = ctr
+    k("volume", "create", "--label", "a=b", "data")
+    own = json.loads(k("volume", "inspect", "data").stdout)
+    assert json.loads(k("inspect", "--type", "volume", "data").stdout) == own
+    assert json.loads(k("inspect", "-t", "volume", "dat").stdout) == own  # a unique prefix, as volume inspect
+    assert json.loads(k("inspect", "data").stdout) == own  # no container or image has that name
+    assert k("inspect", "--format", "{{.Name}} {{.Labels.a}} {{.Driver}}", "data").stdout == "data b local\n"
+    # a container of the same name comes first, as podman; --type picks
+    k("create", "--name", "data", *NONET, "busybox", "true")
+    assert "State" in json.loads(k("inspect", "data").stdout)[0]
+    assert json.loads(k("inspect", "--type", "volume", "data").stdout) == own
+    assert k("inspect", "--type", "container", "data", "--format", "{{.Name}}").stdout == "data\n"
+    # an image name too: busybox is an image, not a volume
+    k("volume", "create", "busybox")
+    assert "RepoTags" in json.loads(k("inspect", "busybox").stdout)[0]
+    assert json.loads(k("inspect", "--type", "volume", "busybox").stdout)[0]["Name"] == "busybox"
+    # errors: the found ones are printed, then one error line per missing name
+    p = k("inspect", "--type", "volume", "busybox", "nope", check=False)
+    assert_one_error_line(p, contains="no such volume nope")
+    assert [d["Name"] for d in json.loads(p.stdout)] == ["busybox"]
+    assert_one_error_line(k("inspect", "nope", check=False), contains='no such object: "nope"')
+    k("volume", "create", "busybox2")
+    assert_one_error_line(k("inspect", "--type", "volume", "busy", check=False), contains="more than one volume")
+    assert_one_error_line(k("inspect", "--type", "volume", "--latest", check=False), contains="latest")
+    assert_one_error_line(k("inspect", "--type", "network", "data", check=False), contains="'network' is not one of")
+    k("rm", "data")
