@@ -1284,6 +1284,7 @@ class Container:
                         plugin_hook=mgr.rt.hook)
             if finish_net is not None and spec.get("hooks"):
                 finish_net(self)  # OCI hooks run during the runtime's create: they see the network up
+            hook.runtime_prepare_spec(container_id=self.id, spec=spec)
             write_atomic(os.path.join(self.bundle, "config.json"), json.dumps(spec), 0o600)
             for p in (self.exit_file, os.path.join(self.rundir, "exit"), os.path.join(self.rundir, "oom"),
                       os.path.join(self.rundir, "pidfile"), os.path.join(self.rundir, "conmon.pid"),

@@ -165,6 +165,15 @@ def runtime_resume(container_id):
     """``<runtime> resume``: thaw a paused container. Returns True. Required."""
 
 
+@hookspec
+def runtime_prepare_spec(container_id, spec):
+    """Optional: the runtime driver's last change to the OCI *spec* (a dict, changed in
+    place) of the bundle from which the runtime is about to create *container_id*, after the
+    hooks.d directories, :func:`oci_hooks` and :func:`oci_spec_modify`. For what only this
+    runtime understands (crun's ``run.oci.*`` annotations); the spec kpod keeps and shows is
+    not changed. Returns None."""
+
+
 @hookspec(firstresult=True)
 def runtime_exec(container_id, process_file, detach, pid_file, console_socket):
     """``<runtime> exec --process FILE``: run an extra process in a running container.
