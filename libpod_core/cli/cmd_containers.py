@@ -859,14 +859,15 @@ def _image_inspect(rt, img) -> dict[str, Any]:
 
 @click.command(context_settings=_CTX)
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="'json' (default) or a Go template like '{{.State.Status}}'")
-@click.option("-t", "--type", "kind", default="all", type=click.Choice(["container", "image", "volume", "all"]),
-              help="Which kind of object to inspect (default all: containers, then images, then volumes)")
+@click.option("-t", "--type", "kind", default="all",
+              type=click.Choice(["container", "image", "volume", "network", "pod", "all"]),
+              help="Which kind of object to inspect (default all: containers, images, volumes, networks, then pods)")
 @click.option("-s", "--size", is_flag=True, help="Add the container's sizes (SizeRw, SizeRootFs)")
 @click.option("-l", "--latest", is_flag=True, help="Inspect the latest container")
 @click.argument("names", nargs=-1)
 @click.pass_obj
 def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: tuple[str, ...]) -> None:
-    """Display the configuration and state of containers (or images, volumes) as JSON."""
+    """Display the configuration and state of containers (or images, volumes, networks, pods) as JSON."""
     from ..containers import inspect_container
 
     rt = state.runtime
@@ -874,9 +875,16 @@ def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: 
     if latest:
         if names:
             raise InvalidArgument("--latest takes no names")
-        if kind in ("image", "volume"):
+        if kind in ("image", "volume", "network"):
             raise InvalidArgument(f'latest is not supported for type "{kind}"')
-        names = (mgr.latest().id,)
+        if kind == "pod":
+            from .bodies import pod_targets
+
+            names = tuple(pid for pid, _pod in pod_targets(state, (), latest=True))
+            if not names:
+                raise NotFound("no pods to inspect")
+        else:
+            names = (mgr.latest().id,)
     if not names:
         raise InvalidArgument("you must provide at least one name or ID")
     results = []
@@ -904,9 +912,26 @@ def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: 
                 if kind == "volume":
                     errors.append(exc.message)
                     continue
+        if data is None and kind in ("network", "all"):
+            from .cmd_network import inspect_network
+
+            try:
+                data = inspect_network(state, n)
+            except KpodError:  # no network backend installed: no networks
+                if kind == "network":
+                    raise
+        if data is None and kind in ("pod", "all"):
+            try:
+                data = rt.pods.get(n).inspect()
+            except NotFound:
+                pass
+            except KpodError as exc:  # a prefix of several pods' IDs
+                if kind == "pod":
+                    errors.append(exc.message)
+                    continue
         if data is None:
             what = {"container": "no such container", "image": "no such image", "volume": "no such volume",
-                    "all": "no such object"}[kind]
+                    "network": "no such network", "pod": "no such pod", "all": "no such object"}[kind]
             errors.append(f'{what}: "{n}"' if kind == "all" else f"{what} {n}")
             continue
         results.append(data)

@@ -63,6 +63,16 @@ def _backend(state):
     return rt.hook
 
 
+def inspect_network(state, name: str) -> dict | None:
+    """``network inspect``'s record of network *name* (with the containers on it), or None."""
+    net = _backend(state).network_inspect(name=name)
+    if not net:
+        return None
+    net = dict(net)
+    net["containers"] = {c.id: {"name": c.name} for c in containers_using(state, net["name"])}
+    return net
+
+
 def _network(state, name: str) -> dict:
     net = _backend(state).network_inspect(name=name)
     if not net:
@@ -260,15 +270,12 @@ def network_ls(state, fmt: str | None, quiet: bool, filters: tuple[str, ...], no
 @click.pass_obj
 def network_inspect(state, fmt: str | None, names: tuple[str, ...]) -> None:
     """Display the configuration of networks as JSON."""
-    hook = _backend(state)
     out, errors = [], []
     for n in names:
-        net = hook.network_inspect(name=n)
-        if not net:
+        net = inspect_network(state, n)
+        if net is None:
             errors.append(f"unable to find network with name or ID {n}: network not found")
             continue
-        net = dict(net)
-        net["containers"] = {c.id: {"name": c.name} for c in containers_using(state, net["name"])}
         out.append(net)
     if fmt and fmt != "json":
         tpl = Template(fmt)

@@ -344,3 +344,25 @@ def test_pod_shares_dev_shm(pods_rt):
     assert k("run", "--rm", "--pod", "noipc", "busybox", "ls", "/dev/shm").stdout == ""
     k("pod", "rm", "-f", "shm", "noipc")
     assert not mounts_under(k.runroot) and not mounts_under(k.graphroot)
+
+
+def test_inspect_finds_pods_and_networks(pods):
+    """kpod inspect looks names up as podman 4 does: containers, images, volumes, networks,
+    then pods; --type network and --type pod pick one kind."""
+    k = pods
+    k("pod", "create", "--name", "ipod")
+    own = json.loads(k("pod", "inspect", "ipod").stdout)
+    assert json.loads(k("inspect", "--type", "pod", "ipod").stdout) == [own]
+    assert json.loads(k("inspect", "ipod").stdout) == [own]  # no other object has that name
+    assert k("inspect", "--type", "pod", "--latest", "--format", "{{.Name}}").stdout == "ipod\n"
+    [net] = k("network", "ls", "--format", "{{.Name}}").stdout.split()
+    listed = json.loads(k("network", "inspect", net).stdout)
+    assert json.loads(k("inspect", "--type", "network", net).stdout) == listed
+    assert json.loads(k("inspect", net).stdout) == listed
+    # a pod named like the network: the network comes first, as podman; --type picks
+    k("pod", "create", "--name", net)
+    assert json.loads(k("inspect", net).stdout) == json.loads(k("network", "inspect", net).stdout)
+    assert json.loads(k("inspect", "--type", "pod", net).stdout)[0]["Name"] == net
+    assert_one_error_line(k("inspect", "--type", "pod", "nope", check=False), contains="no such pod nope")
+    assert_one_error_line(k("inspect", "--type", "network", "nope", check=False), contains="no such network nope")
+    assert_one_error_line(k("inspect", "--type", "network", "--latest", check=False), contains="latest")

@@ -688,5 +688,5 @@ def test_inspect_type_volume_and_fallback(ctr):
     k("volume", "create", "busybox2")
     assert_one_error_line(k("inspect", "--type", "volume", "busy", check=False), contains="more than one volume")
     assert_one_error_line(k("inspect", "--type", "volume", "--latest", check=False), contains="latest")
-    assert_one_error_line(k("inspect", "--type", "network", "data", check=False), contains="'network' is not one of")
+    assert_one_error_line(k("inspect", "--type", "network", "data", check=False), contains="no such network data")
     k("rm", "data")
