@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # Each area adds its commands here; the module is imported only when the command runs.
     "container": ("cmd_containers", "container", "Manage containers"),
     "create": ("cmd_containers", "create", "Create but do not start a container"),
-    "inspect": ("cmd_containers", "inspect", "Display the configuration of containers and images"),
+    "inspect": ("cmd_containers", "inspect", "Display the configuration of containers, images, volumes, networks and pods"),
     "kill": ("cmd_containers", "kill", "Send a signal to one or more running containers"),
     "logs": ("cmd_containers", "logs", "Fetch the logs of one or more containers"),
     "pause": ("cmd_containers", "pause", "Pause all the processes in one or more containers"),
