@@ -306,7 +306,7 @@ def image_prune(state, all_images, force, filters):
 @click.option("-q", "--quiet", is_flag=True, help="Print the image ID only")
 @click.pass_obj
 def import_(state, source, reference, changes, message, os_, arch, variant, quiet):
-    """Create an image from a filesystem tarball (a file, or - for standard input)."""
+    """Create an image from a filesystem tarball (a file, an http(s) URL, or - for standard input)."""
     from .. import images as imgs
 
     rt = _rt(state)
@@ -315,8 +315,8 @@ def import_(state, source, reference, changes, message, os_, arch, variant, quie
 
         refmod.parse(reference)  # validate before reading anything
     if source.startswith(("http://", "https://")):
-        raise InvalidArgument(f"{source}: importing from a URL is not supported; download the file first")
-    if source == "-":
+        stream = _open_url(source)
+    elif source == "-":
         stream = sys.stdin.buffer
     else:
         try:
@@ -325,11 +325,37 @@ def import_(state, source, reference, changes, message, os_, arch, variant, quie
             raise InvalidArgument(f"{source}: {exc.strerror}") from None
     try:
         img = imgs.import_tarball(rt, stream, name=reference, changes=changes, message=message,
-                                  platform_os=os_, arch=arch, variant=variant, source=os.path.basename(source))
+                                  platform_os=os_, arch=arch, variant=variant,
+                                  source=source if "://" in source else os.path.basename(source))
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
     click.echo(img.id if quiet else f"sha256:{img.id}")
+
+
+#: seconds without data from an import URL before giving up
+URL_TIMEOUT = 60
+
+
+def _open_url(url: str):
+    """The body of *url* (http or https, the system's CAs, proxies from the environment) as
+    a stream; an HTTP error or an unreachable server is one clear error before anything is
+    stored."""
+    import urllib.error
+    import urllib.request
+
+    from .. import __version__
+
+    req = urllib.request.Request(url, headers={"User-Agent": f"kpod/{__version__}"})
+    try:
+        return urllib.request.urlopen(req, timeout=URL_TIMEOUT)  # noqa: S310 - http(s) only, checked above
+    except urllib.error.HTTPError as exc:
+        raise InvalidArgument(f"importing from {url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
+        raise InvalidArgument(f"importing from {url}: {reason}") from None
+    except (OSError, ValueError) as exc:  # a timeout, a malformed URL
+        raise InvalidArgument(f"importing from {url}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------

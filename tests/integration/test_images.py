@@ -203,3 +203,56 @@ def test_system_check_finds_and_repairs(kpod, busybox_tgz):
     assert rows and all(r["Repaired"] for r in rows)
     assert kpod("system", "check").stdout.strip() == "No problems found"
     assert kpod("images", "-q").stdout.strip() == ""
+
+
+def test_import_from_url(kp, busybox_tgz, tmp_path):
+    """import fetches an http URL (a server of the test's own on 127.0.0.1); an HTTP error,
+    an unreachable server and a transfer cut short are one error each and store nothing."""
+    import http.server
+    import socket
+    import threading
+
+    body = open(busybox_tgz, "rb").read()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if self.path == "/rootfs.tar.gz":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/cut.tar.gz":  # promises everything, sends a third, hangs up
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 3])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            else:
+                self.send_error(404, "Not Found")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        before = snapshot(kp)
+        p = kp("import", f"{base}/missing.tar", "fromurl", check=False)
+        assert_one_error_line(p, 125, "HTTP 404")
+        assert_one_error_line(kp("import", f"{base}/cut.tar.gz", "fromurl", check=False), 125)
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        assert_one_error_line(kp("import", f"http://127.0.0.1:{dead}/x.tar", "fromurl", check=False), 125,
+                              "refused")
+        assert snapshot(kp) == before
+        iid = kp("import", "-q", f"{base}/rootfs.tar.gz", "fromurl").stdout.strip()
+        assert json.loads(kp("inspect", "--type", "image", "fromurl").stdout)[0]["Id"] == iid
+        history = kp("history", "--no-trunc", "--format", "{{.CreatedBy}}", "fromurl").stdout
+        assert f"{base}/rootfs.tar.gz" in history
+    finally:
+        server.shutdown()
+        server.server_close()
