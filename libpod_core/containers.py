@@ -21,8 +21,8 @@ Where things live (``<id>`` is the 64-hex-digit container ID):
 
 States (column ``status``): ``configured`` (created, nothing running), ``created`` (conmon
 and the runtime hold a created container), ``running``, ``paused``, ``stopped`` (the process
-exited, cleanup pending), ``exited`` (cleaned up). ``configured``/``created`` show as
-"Created", ``stopped``/``exited`` as "Exited".
+exited, cleanup pending), ``exited`` (cleaned up). As podman, ``configured`` shows as
+"created", ``created`` as "initialized", ``stopped``/``exited`` as "exited".
 
 The database is the record; reality is re-read when it matters: conmon's exit file means the
 process exited; a missing ``<runroot>/containers/<id>`` means a reboot (running containers
@@ -1709,10 +1709,13 @@ class Container:
                 wanted |= {"stopped", "exited"}
             elif cond in ("configured", "created"):
                 wanted |= {"configured", "created"}
+            elif cond == "initialized":  # podman's name of a created container the runtime holds
+                wanted.add("created")
             elif cond in ("running", "paused"):
                 wanted.add(cond)
             else:
-                raise InvalidArgument(f"invalid condition {cond!r}: expected created, running, paused, stopped or exited")
+                raise InvalidArgument(f"invalid condition {cond!r}: expected created, initialized, running, paused, "
+                                      "stopped or exited")
         deadline = None if timeout is None else time.monotonic() + timeout
         # run's wait starts as the process exits: conmon writes the exit file a moment later
         delay = 0.0005
@@ -1772,8 +1775,9 @@ class Container:
 # ---------------------------------------------------------------------------------------
 
 def display_state(status: str) -> str:
-    """podman's state names: created, running, paused, exited."""
-    return {"configured": "created", "created": "created", "stopped": "exited"}.get(status, status)
+    """podman's state names: created, initialized (the runtime holds it, not started),
+    running, paused, exited."""
+    return {"configured": "created", "created": "initialized", "stopped": "exited"}.get(status, status)
 
 
 def resolv_conf(network_mode: str) -> str:
@@ -1844,8 +1848,10 @@ def status_text(status: str, exit_code: int | None, started_at: float | None, fi
     if status in ("stopped", "exited"):
         code = exit_code if exit_code is not None else -1
         return f"Exited ({code}) {human_duration(now - (finished_at or now))} ago"
-    if status in ("configured", "created"):
+    if status == "configured":
         return "Created"
+    if status == "created":
+        return "Initialized"
     return status.capitalize()
 
 

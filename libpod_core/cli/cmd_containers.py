@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..errors import InvalidArgument, KpodError, NotFound
+from ..errors import ContainerStateError, InvalidArgument, KpodError, NotFound
 from ..lazyre import lazy
 from . import bodies
 from .base import Failures, echo_err, lookup_each
@@ -255,6 +255,23 @@ def kill(state, sig: str, all_: bool, latest: bool, containers: tuple[str, ...])
         raise InvalidArgument(str(exc)) from None
     _simple("kill", lambda c: c.kill(sig), containers, all_, latest, state,
             select=(lambda c: c.state() in ("running", "paused")) if all_ else None)
+
+
+@click.command(context_settings=_CTX)
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Initialize all containers (those initialized already, or running, are left alone)")
+@click.option("-l", "--latest", is_flag=True, help="Act on the latest container")
+@click.argument("containers", nargs=-1)
+@click.pass_obj
+def init(state, all_: bool, latest: bool, containers: tuple[str, ...]) -> None:
+    """Initialize containers: mount, network, OCI bundle and the runtime's create, not started."""
+    def action(c) -> None:
+        if c.refresh() in ("created", "running", "paused"):
+            raise ContainerStateError(f"container {c.id} has already been created in runtime")
+        c.init()
+
+    _simple("init", action, containers, all_, latest, state,
+            select=(lambda c: c.state() in ("configured", "stopped", "exited")) if all_ else None)
 
 
 @click.command(context_settings=_CTX)
@@ -501,7 +518,9 @@ def _parse_filters(filters: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-_PS_STATES = ("created", "running", "paused", "exited", "stopped", "configured", "unknown", "removing")
+_PS_STATES = ("created", "initialized", "running", "paused", "exited", "stopped", "configured", "unknown", "removing")
+#: status= filter values that name kpod's own states: the state podman shows for them
+_STATUS_NAMES = {"configured": "created", "stopped": "exited"}
 
 
 def _match_filters(c, st: dict, flt: dict[str, list[str]], mgr, id_order: dict[str, float]) -> bool:
@@ -509,7 +528,7 @@ def _match_filters(c, st: dict, flt: dict[str, list[str]], mgr, id_order: dict[s
 
     for key, values in flt.items():
         if key == "status":
-            if display_state(st["status"]) not in {display_state(v) for v in values}:
+            if display_state(st["status"]) not in {_STATUS_NAMES.get(v, v) for v in values}:
                 return False
         elif key == "restart-policy":
             if c.restart_policy not in values:
@@ -957,7 +976,7 @@ class ContainerGroup(click.Group):
     listed in the help and in kpod-container(1), not as separate commands."""
 
     ALIASES = {
-        "create": "create", "run": "run", "start": "start", "stop": "stop", "kill": "kill", "pause": "pause",
+        "create": "create", "init": "init", "run": "run", "start": "start", "stop": "stop", "kill": "kill", "pause": "pause",
         "unpause": "unpause", "restart": "restart", "rm": "rm", "remove": "rm", "wait": "wait", "ps": "ps",
         "ls": "ps", "list": "ps", "logs": "logs", "rename": "rename", "inspect": "inspect",
     }

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # Each area adds its commands here; the module is imported only when the command runs.
     "container": ("cmd_containers", "container", "Manage containers"),
     "create": ("cmd_containers", "create", "Create but do not start a container"),
+    "init": ("cmd_containers", "init", "Initialize one or more containers (prepare them to start)"),
     "inspect": ("cmd_containers", "inspect", "Display the configuration of containers, images, volumes, networks and pods"),
     "kill": ("cmd_containers", "kill", "Send a signal to one or more running containers"),
     "logs": ("cmd_containers", "logs", "Fetch the logs of one or more containers"),

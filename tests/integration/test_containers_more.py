@@ -535,3 +535,27 @@ def test_attach_and_exec_with_socket_dir_at_conmon_corner_length(kpod):
     finally:
         env.finalize()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_init_prepares_without_starting(ctr):
+    """kpod init: the runtime holds the created container (conmon alive, process not run),
+    podman's 'initialized'; start then only starts it; --all leaves running ones alone."""
+    k = ctr
+    k("create", "--name", "a", "busybox", "sh", "-c", "echo ran; sleep 100")
+    k("create", "--name", "b", "busybox", "true")
+    assert k("init", "a").stdout == "a\n"
+    assert k.state("a") == "initialized"
+    assert k("ps", "-a", "--filter", "status=initialized", "--format", "{{.Names}} {{.Status}}").stdout == \
+        "a Initialized\n"
+    assert k("ps", "-a", "--filter", "status=created", "--format", "{{.Names}}").stdout == "b\n"
+    assert int(k.inspect("a", "{{.State.ConmonPid}}")) > 0 and k("logs", "a").stdout == ""
+    assert_one_error_line(k("init", "a", check=False), 125, "has already been created in runtime")
+    k("start", "a")
+    assert k.state("a") == "running"
+    k.wait_for(lambda: k("logs", "a").stdout == "ran\n", what="the process ran once")
+    # --all: created and exited ones; the running one is left alone (no error)
+    out = k("container", "init", "--all").stdout.split()
+    assert out == [k.inspect("b", "{{.Id}}")] and k.state("b") == "initialized"
+    assert k("start", "-a", "b").returncode == 0 and k.state("b") == "exited"
+    assert_one_error_line(k("init", "nosuch", check=False), 125, "no such container")
+    k("rm", "-f", "-t", "0", "a", "b")
