@@ -876,6 +876,24 @@ def _image_inspect(rt, img) -> dict[str, Any]:
     }
 
 
+#: _found_by_name's answer when the name was ambiguous and the error is recorded
+_AMBIGUOUS = object()
+
+
+def _found_by_name(inspect_one: Callable[[], Any], only_kind: bool, errors: list[str]):
+    """inspect's lookup of one kind: the record, None when not found, _AMBIGUOUS when the
+    name is a prefix of several (an error when that kind was asked for, else not found)."""
+    try:
+        return inspect_one()
+    except NotFound:
+        return None
+    except KpodError as exc:  # a prefix of several names or IDs
+        if only_kind:
+            errors.append(exc.message)
+            return _AMBIGUOUS
+        return None
+
+
 @click.command(context_settings=_CTX)
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="'json' (default) or a Go template like '{{.State.Status}}'")
 @click.option("-t", "--type", "kind", default="all",
@@ -923,14 +941,9 @@ def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: 
             if img is not None:
                 data = _image_inspect(rt, img)
         if data is None and kind in ("volume", "all"):  # podman's order: then networks, pods
-            try:
-                data = rt.volumes.get(n).inspect()
-            except NotFound:
-                pass
-            except KpodError as exc:  # a prefix of several volumes' names
-                if kind == "volume":
-                    errors.append(exc.message)
-                    continue
+            data = _found_by_name(lambda: rt.volumes.get(n).inspect(), kind == "volume", errors)
+            if data is _AMBIGUOUS:
+                continue
         if data is None and kind in ("network", "all"):
             from .cmd_network import inspect_network
 
@@ -940,14 +953,9 @@ def inspect(state, fmt: str | None, kind: str, size: bool, latest: bool, names: 
                 if kind == "network":
                     raise
         if data is None and kind in ("pod", "all"):
-            try:
-                data = rt.pods.get(n).inspect()
-            except NotFound:
-                pass
-            except KpodError as exc:  # a prefix of several pods' IDs
-                if kind == "pod":
-                    errors.append(exc.message)
-                    continue
+            data = _found_by_name(lambda: rt.pods.get(n).inspect(), kind == "pod", errors)
+            if data is _AMBIGUOUS:
+                continue
         if data is None:
             what = {"container": "no such container", "image": "no such image", "volume": "no such volume",
                     "network": "no such network", "pod": "no such pod", "all": "no such object"}[kind]
