@@ -1380,15 +1380,16 @@ class Container:
 
     def _wait_exit_file(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        delay = 0.005
+        delay = 0.0005  # a SIGKILLed process is gone in a moment
         while True:
             if os.path.exists(self.exit_file):
                 return True
             if not _conmon().process_alive(self.row["conmon_pid"], self.id):
                 return os.path.exists(self.exit_file)
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            time.sleep(delay)
+            time.sleep(min(delay, left))  # stop -t N kills at N seconds, not up to 50 ms later
             delay = min(delay * 2, 0.05)
 
     def stop(self, timeout: int | None = None) -> None:
