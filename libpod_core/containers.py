@@ -832,6 +832,35 @@ class ContainerManager:
         return specgen.generate_spec(so, image_config, rootfs, user_files)
 
     # -- maintenance --------------------------------------------------------------------
+    def prune(self, matches: Callable[["Container"], bool] | None = None,
+              errors: list[tuple[str, KpodError]] | None = None) -> list[str]:
+        """``container prune``: remove every stopped container (never run, or exited) that
+        *matches* accepts; returns their IDs. A pod's infra container stays (it goes with its
+        pod), and so does a container others join (the newer ones go first). A removal that
+        fails is appended to *errors* as (ID, error) when given, else raised."""
+        removed = []
+        is_infra = getattr(self.network_provider, "is_infra", None)
+        for c in self.list():  # newest first: dependents before what they join
+            if c.refresh() not in ("configured", "stopped", "exited"):
+                continue  # running, paused, or "created" (handed to conmon, about to start)
+            if is_infra is not None and is_infra(c):
+                continue
+            if matches is not None and not matches(c):
+                continue
+            if self.dependents(c.id):
+                continue
+            try:
+                c.remove(force=False)
+                removed.append(c.id)
+            except NotFound:
+                continue
+            except KpodError as exc:
+                if errors is None:
+                    raise
+                errors.append((c.id, exc))
+        self.sweep()
+        return removed
+
     def sweep(self) -> int:
         """Remove leftovers of killed commands: container layers without a container, and
         container directories without a row. Returns how many things were removed."""
@@ -2066,7 +2095,7 @@ def container_sizes(c: Container) -> tuple[int, int]:
     """(bytes in the container's own layer, that plus the image's layers)."""
     mgr = c.mgr
     try:
-        rw = mgr.rt.hook.storage_layer_size(layer_id=c.layer_id) or 0
+        rw = mgr.storage.storage_layer_size(layer_id=c.layer_id) or 0  # (loads the driver if need be)
     except Exception:  # noqa: BLE001
         rw = 0
     img = mgr.images.get_by_id(c.image_id) if c.image_id else None

@@ -110,15 +110,20 @@ def _match_reference(pattern: str, row: dict[str, Any]) -> bool:
 
 
 def filter_rows(store, rows: list[dict[str, Any]], filters: Iterable[str]) -> list[dict[str, Any]]:
-    """Apply ``--filter KEY=VALUE`` (dangling, reference, label, before, since, id, readonly)."""
+    """Apply ``--filter KEY=VALUE`` (dangling, reference, label, label!, before, since, until, id,
+    readonly)."""
+    from .filters import labels_match, parse_time as parse_until
+
     grouped: dict[str, list[str]] = {}
     for f in filters:
         key, sep, value = f.partition("=")
         if not sep:
             raise InvalidArgument(f"invalid filter {f!r}: expected KEY=VALUE")
         key = key.strip().lower()
-        if key not in ("dangling", "reference", "label", "before", "since", "id", "readonly", "intermediate"):
-            raise InvalidArgument(f"invalid filter {key!r} (supported: dangling, reference, label, before, since, id)")
+        if key not in ("dangling", "reference", "label", "label!", "before", "since", "until", "id", "readonly",
+                       "intermediate"):
+            raise InvalidArgument(f"invalid filter {key!r} (supported: dangling, reference, label, label!, before, "
+                                  "since, until, id)")
         grouped.setdefault(key, []).append(value)
 
     def created_of(name: str) -> int:
@@ -136,11 +141,12 @@ def filter_rows(store, rows: list[dict[str, Any]], filters: Iterable[str]) -> li
         elif key == "reference":
             out = [r for r in out if any(_match_reference(v, r) for v in values)]
         elif key == "label":
-            def has(r, spec):
-                k, s, v = spec.partition("=")
-                return k in r["Labels"] and (not s or r["Labels"][k] == v)
-
-            out = [r for r in out if all(has(r, v) for v in values)]
+            out = [r for r in out if labels_match(r["Labels"], values)]
+        elif key == "label!":
+            out = [r for r in out if not any(labels_match(r["Labels"], [v]) for v in values)]
+        elif key == "until":
+            t = min(parse_until(v) for v in values)
+            out = [r for r in out if r["Created"] < t]
         elif key == "before":
             t = min(created_of(v) for v in values)
             out = [r for r in out if r["Created"] < t]

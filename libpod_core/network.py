@@ -562,6 +562,41 @@ class NetworkProvider:
             raise NotFound(f"unable to find network with name or ID {name}: network not found")
         return net
 
+    def users(self, name: str) -> list:
+        """Containers attached (in their configuration) to network *name*."""
+        default = self.config.default_network
+        out = []
+        for c in self.rt.containers.list():
+            if c.config.get("network_mode") != "bridge":
+                continue
+            if name in (c.config.get("networks") or {default: {}}):
+                out.append(c)
+        return out
+
+    @staticmethod
+    def created_at(net: dict) -> float | None:
+        """A backend network's creation time (epoch seconds), None if it has none."""
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat((net.get("created") or "").replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+    def prune(self, matches=None) -> list[str]:
+        """``network prune``: remove every network no container uses, except the default
+        one (and those *matches(net)* refuses, when given); returns their names."""
+        hook = self.hook
+        removed = []
+        for net in hook.network_list() or []:
+            if net["name"] == self.config.default_network or self.users(net["name"]):
+                continue
+            if matches is not None and not matches(net):
+                continue
+            hook.network_remove(name=net["name"])
+            removed.append(net["name"])
+        return removed
+
     # -- create ---------------------------------------------------------------------------
     def prepare_create(self, mgr, opts) -> str:
         """Validate and normalise *opts*' network and pod settings; returns the network mode

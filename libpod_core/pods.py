@@ -455,10 +455,13 @@ class PodManager:
             stop_timeout=10,
         )
 
-    def prune(self) -> list[str]:
-        """Remove every pod with no running or paused container."""
+    def prune(self, matches=None) -> list[str]:
+        """Remove every pod with no running or paused container (and that *matches(pod)*
+        accepts, when given); returns their IDs."""
         out = []
         for pod in self.list():
+            if matches is not None and not matches(pod):
+                continue
             if any(c.refresh() in ("running", "paused", "created") for c in pod.containers()):
                 continue
             try:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from ..errors import ContainerStateError, InvalidArgument, KpodError, NotFound
-from ..lazyre import lazy
+from ..filters import PruneFilter, parse_duration, parse_time  # noqa: F401 - parse_*: commands import them from here
 from . import bodies
 from .base import Failures, echo_err, lookup_each
 from .bodies import _terminal_size, _write_all, attach_and_start, parse_detach_keys  # noqa: F401 - cmd_containers_more uses some
@@ -674,54 +674,6 @@ def ps(state, all_: bool, quiet: bool, latest: bool, last: int, size: bool, no_t
 # logs
 # ---------------------------------------------------------------------------------------
 
-_DURATION_RE = lazy(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Go durations: ``1h30m``, ``10s``, ``250ms`` -> seconds."""
-    mult = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    text = text.strip()
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * mult[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise InvalidArgument(f"invalid duration {text!r}: expected something like 10s, 5m or 1h30m")
-    return total
-
-
-def parse_time(text: str, now: float | None = None) -> float:
-    """``--since``/``--until``: an RFC 3339 time, a date, a Unix timestamp or a duration
-    before now (``10m``)."""
-    from datetime import datetime
-
-    text = text.strip()
-    now = now or time.time()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    try:
-        return now - parse_duration(text)
-    except InvalidArgument:
-        pass
-    t = text.replace("Z", "+00:00")
-    m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", t)
-    frac = 0.0
-    if m:
-        t = m.group(1) + m.group(3)
-        frac = float("0." + m.group(2))
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
-        try:
-            dt = datetime.strptime(t, fmt)
-        except ValueError:
-            continue
-        if dt.tzinfo is None:
-            dt = dt.astimezone()
-        return dt.timestamp() + frac
-    raise InvalidArgument(f"invalid time {text!r}: expected RFC 3339 (2006-01-02T15:04:05Z), a Unix time or a duration")
-
-
 def _log_time(stamp: str) -> float:
     try:
         return parse_time(stamp)
@@ -1033,51 +985,24 @@ def container_exists(state, name: str) -> None:
 
 @container.command("prune", context_settings=_CTX)
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="label=KEY[=VALUE] or until=TIME")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME")
 @click.pass_obj
 def container_prune(state, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped (exited and created) containers."""
+    flt = PruneFilter(filters)
     if not force:
         click.echo("WARNING! This will remove all non running containers.")
         answer = click.prompt("Are you sure you want to continue? [y/N]", default="", show_default=False,
                               prompt_suffix=" ")
         if answer.strip().lower() not in ("y", "yes"):
             return
-    labels: list[str] = []
-    until = None
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if key == "label" and sep:
-            labels.append(value)
-        elif key == "until" and sep:
-            until = parse_time(value)
-        else:
-            raise InvalidArgument(f"invalid filter {f!r}: expected label=KEY[=VALUE] or until=TIME")
-    mgr = _mgr(state)
+    errors: list = []
+    for cid in _mgr(state).prune(lambda c: flt.match(c.config.get("labels"), c.created_at), errors):
+        click.echo(cid)
     fails = _Failures()
-    for c in mgr.list():
-        st = c.refresh()
-        if st not in ("configured", "created", "stopped", "exited"):
-            continue
-        if st == "created":
-            continue  # handed to conmon, about to start
-        if hasattr(mgr.network_provider, "is_infra") and mgr.network_provider.is_infra(c):
-            continue  # removed with its pod (pod rm, pod prune)
-        lbl = c.config.get("labels") or {}
-        if any((lambda k, s, v: k not in lbl or (s and lbl[k] != v))(*l.partition("=")) for l in labels):
-            continue
-        if until is not None and c.created_at >= until:
-            continue
-        if mgr.dependents(c.id):
-            continue  # containers that join its namespaces remain (newer ones were pruned already)
-        try:
-            c.remove(force=False)
-            click.echo(c.id)
-        except NotFound:
-            continue
-        except KpodError as exc:
-            fails.add(exc)
-    mgr.sweep()
+    for _cid, exc in errors:
+        fails.add(exc)
     fails.exit()
 
 

@@ -8,12 +8,12 @@ module checks which containers use a network and prints podman's output.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable
 
 import click
 
 from ..errors import InvalidArgument, KpodError, NotFound
+from ..filters import group_filters as _filters
 from .bodies import network_options_from_flags  # noqa: F401 - the flags below, parsed without click
 from .formatting import Template, align_tabs, render_many, to_json
 
@@ -82,16 +82,7 @@ def _network(state, name: str) -> dict:
 
 def containers_using(state, name: str) -> list:
     """Containers attached (in their configuration) to network *name*."""
-    rt = state.runtime
-    default = rt.config.default_network
-    out = []
-    for c in rt.containers.list():
-        if c.config.get("network_mode") != "bridge":
-            continue
-        nets = c.config.get("networks") or {default: {}}
-        if name in nets:
-            out.append(c)
-    return out
+    return state.runtime.container_network_provider.users(name)
 
 
 def _record(net: dict, no_trunc: bool = False) -> dict:
@@ -222,17 +213,6 @@ def _match(net: dict, filters: dict[str, list[str]], state) -> bool:
     return True
 
 
-def _filters(items: Iterable[str], valid: tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for f in items:
-        k, sep, v = f.partition("=")
-        k = k.strip().lower()
-        if not sep or k not in valid:
-            raise InvalidArgument(f"invalid filter {f!r}: expected one of {', '.join(x + '=' for x in valid)}")
-        out.setdefault(k, []).append(v)
-    return out
-
-
 @network.command("ls", context_settings=_CTX)
 @click.option("--format", "fmt", metavar="FORMAT", help="'json' or a Go template like '{{.Name}} {{.Driver}}'")
 @click.option("-q", "--quiet", is_flag=True, help="Print network names only")
@@ -335,38 +315,23 @@ def network_rm(state, force: bool, timeout: int | None, names: tuple[str, ...]) 
 
 @network.command("prune", context_settings=_CTX)
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="label=KEY[=VALUE] or until=TIME")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME")
 @click.pass_obj
 def network_prune(state, force: bool, filters: tuple[str, ...]) -> None:
     """Remove every network no container uses (except the default network)."""
-    from .cmd_containers import parse_time
+    from ..filters import PruneFilter
 
-    flt = _filters(filters, ("label", "until"))
+    flt = PruneFilter(filters)
     if not force:
         click.echo("WARNING! This will remove all networks not used by at least one container.")
         answer = click.prompt("Are you sure you want to continue? [y/N]", default="", show_default=False,
                               prompt_suffix=" ")
         if answer.strip().lower() not in ("y", "yes"):
             return
-    hook = _backend(state)
-    default = state.runtime.config.default_network
-    until = parse_time(flt["until"][-1]) if "until" in flt else None
-    for net in hook.network_list() or []:
-        if net["name"] == default or containers_using(state, net["name"]):
-            continue
-        if "label" in flt and not _match(net, {"label": flt["label"]}, state):
-            continue
-        if until is not None:
-            from datetime import datetime
-
-            try:
-                created = datetime.fromisoformat(net.get("created", "").replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                created = time.time()
-            if created >= until:
-                continue
-        hook.network_remove(name=net["name"])
-        click.echo(net["name"])
+    provider = state.runtime.container_network_provider
+    for name in provider.prune(lambda net: flt.match(net.get("labels"), provider.created_at(net))):
+        click.echo(name)
 
 
 @network.command("connect", context_settings=_CTX)

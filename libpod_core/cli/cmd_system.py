@@ -1,10 +1,12 @@
-"""``kpod version``, ``kpod info``, ``kpod plugins``."""
+"""``kpod version``, ``kpod info``, ``kpod plugins`` and the ``system`` group (check, df, prune, info)."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from .formatting import Template, render_many, table, to_json, to_yaml
+from .formatting import Template, align_tabs, render_many, table, to_json, to_yaml
 
 
 def emit(data, fmt: str | None, default: str = "yaml") -> None:
@@ -113,10 +115,130 @@ def system_check(state, repair: bool, fmt: str | None) -> None:
         raise KpodError(f"{len(left)} problem(s) found{hint}")
 
 
+def _percent_of(part: int, whole: int) -> int:
+    """podman's rounded percentage (half away from zero; 0 of nothing is 0)."""
+    return int(part * 100 / whole + 0.5) if whole > 0 else 0
+
+
+def _df_verbose(report: dict) -> None:
+    """podman's three sections (images, containers, local volumes), each its own table."""
+    import time
+
+    from ..containers import human_size
+    from ..units import human_duration
+
+    now = time.time()
+    sections = [
+        ("Images space usage:",
+         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
+         [(i["Repository"], i["Tag"], i["ImageID"][:12], human_duration(now - i["Created"]), human_size(i["Size"]),
+           human_size(i["SharedSize"]), human_size(i["UniqueSize"]), i["Containers"]) for i in report["Images"]]),
+        ("Containers space usage:",
+         ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
+         [(c["ContainerID"][:12], c["Image"][:12], " ".join(c["Command"]), c["LocalVolumes"], human_size(c["RWSize"]),
+           human_duration(now - c["Created"]), c["Status"], c["Names"]) for c in report["Containers"]]),
+        ("Local Volumes space usage:",
+         ["VOLUME NAME", "LINKS", "SIZE"],
+         [(v["VolumeName"], v["Links"], human_size(v["Size"])) for v in report["Volumes"]]),
+    ]
+    for n, (title, headers, rows) in enumerate(sections):
+        click.echo(("\n" if n else "") + title + "\n")
+        click.echo(align_tabs(["\t".join(headers)] + ["\t".join(str(c) for c in r) for r in rows], pad=2))
+
+
+@click.command("df")
+@click.option("-v", "--verbose", is_flag=True, help="Show each image, container and volume")
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="'json' or a Go template like '{{.Type}} {{.Size}}' (not with --verbose)")
+@click.pass_obj
+def system_df(state, verbose: bool, fmt: str | None) -> None:
+    """Show kpod's disk usage.
+
+    Images, containers and local volumes: how many, how many in use, their size and how
+    much removing the unused ones would free.
+    """
+    from ..containers import human_size
+    from ..errors import InvalidArgument
+    from ..system import disk_usage, summarize
+
+    if verbose and fmt is not None:
+        raise InvalidArgument("cannot combine --format and --verbose flags")
+    report = disk_usage(state.runtime)
+    if verbose:
+        _df_verbose(report)
+        return
+    rows = []
+    for r in summarize(report):
+        size, reclaimable = r["RawSize"], r["RawReclaimable"]
+        rows.append({**r, "TotalCount": r["Total"], "Size": human_size(size),
+                     "Reclaimable": f"{human_size(reclaimable)} ({_percent_of(reclaimable, size)}%)"})
+    if fmt == "json":
+        click.echo(to_json(rows))
+    elif fmt:
+        out = render_many(fmt, rows)
+        if out:
+            click.echo(out)
+    else:
+        click.echo(align_tabs(["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE"] + [
+            f"{r['Type']}\t{r['Total']}\t{r['Active']}\t{r['Size']}\t{r['Reclaimable']}" for r in rows], pad=2))
+
+
+def _prune_warning(all_images: bool, volumes: bool) -> str:
+    items = ["all stopped containers", "all pods without a running container",
+             "all networks not used by at least one container"]
+    if volumes:
+        items.append("all volumes not used by at least one container")
+    items.append("all images without at least one container associated with them" if all_images
+                 else "all dangling images")
+    return "WARNING! This command removes:\n" + "".join(f"\t- {i}\n" for i in items) + "\n"
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_images", is_flag=True,
+              help="Remove every image no container uses, not only dangling ones")
+@click.option("--volumes", is_flag=True, help="Remove the volumes no container uses too")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME")
+@click.pass_obj
+def system_prune(state, all_images: bool, volumes: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove unused data.
+
+    Stopped containers, pods with nothing running, dangling images (with --all every image
+    no container uses), networks no container uses (not the default one) and, with
+    --volumes, volumes no container uses.
+    """
+    from ..containers import human_size
+    from ..filters import PruneFilter
+    from ..system import system_prune as prune
+    from .base import Failures
+
+    flt = PruneFilter(filters)  # bad input is an error before the question
+    if not force:
+        click.echo(_prune_warning(all_images, volumes) + "Are you sure you want to continue? [y/N] ", nl=False)
+        if sys.stdin.readline()[:1].lower() != "y":
+            return
+    done = prune(state.runtime, all_images=all_images, volumes=volumes, filters=flt)
+    for key, title in (("Containers", "Deleted Containers"), ("Pods", "Deleted Pods"),
+                       ("Volumes", "Deleted Volumes"), ("Images", "Deleted Images"),
+                       ("Networks", "Deleted Networks")):
+        if done[key]:
+            click.echo(title)
+            for name in done[key]:
+                click.echo(name)
+    click.echo(f"Total reclaimed space: {human_size(done['ReclaimedSpace'])}")
+    fails = Failures()
+    for _cid, exc in done["Errors"]:
+        fails.add(exc)
+    fails.exit()
+
+
 @click.group("system")
 def system() -> None:
-    """Manage kpod: check the store, show information."""
+    """Manage kpod: check and prune the store, show disk usage and information."""
 
 
 system.add_command(system_check, "check")
+system.add_command(system_df, "df")
 system.add_command(info, "info")
+system.add_command(system_prune, "prune")

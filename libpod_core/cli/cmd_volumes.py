@@ -25,16 +25,11 @@ def _volumes(state):
     return state.runtime.volumes
 
 
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    """Every ``KEY[=VALUE]`` in *wanted* is among *labels* (podman's label filter)."""
-    return all(k in labels and (not sep or labels[k] == v) for k, sep, v in (w.partition("=") for w in wanted))
-
-
 def _matcher(flt: dict[str, list[str]], in_use: set[str]):
     """A predicate over volumes for ``ls --filter``/``prune --filter``."""
-    from .cmd_containers import parse_time
+    from ..filters import PRUNE_KEYS, PruneFilter, labels_match
 
-    until = min(parse_time(v) for v in flt["until"]) if "until" in flt else None
+    common = PruneFilter([f"{k}={v}" for k in PRUNE_KEYS for v in flt.get(k, [])])  # label, label!, until
     dangling = None
     if "dangling" in flt:
         v = flt["dangling"][-1].strip().lower()
@@ -49,13 +44,9 @@ def _matcher(flt: dict[str, list[str]], in_use: set[str]):
             return False
         if "scope" in flt and "local" not in flt["scope"]:
             return False
-        if "label" in flt and not _labels_match(vol.labels, flt["label"]):
+        if not common.match(vol.labels, vol.created_at):
             return False
-        if "label!" in flt and any(_labels_match(vol.labels, [v]) for v in flt["label!"]):
-            return False
-        if "opt" in flt and not _labels_match(vol.options, flt["opt"]):
-            return False
-        if until is not None and vol.created_at >= until:
+        if "opt" in flt and not labels_match(vol.options, flt["opt"]):
             return False
         if dangling is not None and (vol.name not in in_use) != dangling:
             return False

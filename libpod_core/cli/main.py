@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("cmd_registry", "push", "Push an image to a registry"),
     "rmi": ("cmd_images", "rmi", "Remove one or more local images"),
     "save": ("cmd_images", "save", "Save images to an archive or directory"),
-    "system": ("cmd_system", "system", "Manage kpod: check the store, show information"),
+    "system": ("cmd_system", "system", "Manage kpod: check and prune the store, show disk usage and information"),
     "tag": ("cmd_images", "tag", "Add names to a local image"),
     "untag": ("cmd_images", "untag", "Remove names from a local image"),
     "info": ("cmd_system", "info", "Display kpod system information"),
