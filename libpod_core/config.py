@@ -119,6 +119,11 @@ SCHEMA: dict[str, Key] = {
         Key("registries_d", "str", lambda: "/etc/containers/registries.d", "registries.d directory (signature storage)"),
         Key("log_level", "str", lambda: "warn", "logging level", LOG_LEVELS),
         Key("disabled_plugins", "list", lambda: [], "general plugins (kpod.plugins entry points) not to load"),
+        Key("events_logger", "str", lambda: "file",
+            "where events go: file (<runroot>/events/events.log, read by 'kpod events') or none",
+            ("file", "none")),
+        Key("events_logfile_max_size", "int", lambda: 1_000_000,
+            "bytes of the events log before it is rotated to events.log.1 (0: no limit)"),
     )
 }
 

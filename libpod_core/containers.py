@@ -416,7 +416,11 @@ class ContainerManager:
         return self._runtime_hooks[name]
 
     def event(self, name: str, container: "Container") -> None:
-        """Tell general plugins about a lifecycle event (never fatal)."""
+        """Record a lifecycle event in the events log (:mod:`libpod_core.events`) and tell
+        general plugins about it (never fatal)."""
+        from .events import container as record
+
+        record(self.config, name, container)
         try:
             self.rt.plugins.load_general()
             self.rt.hook.container_event(event=name, container=container.summary())
@@ -1706,6 +1710,7 @@ class Container:
         if status in ACTIVE or status == "stopped":
             st = self.observe()
             self._record_exit(st["exit_code"] if st["exit_code"] is not None else 137, bool(st["oom_killed"]))
+            self.mgr.event("died", self)  # no cleanup ran (run --rm, rm -f): the exit is news here
         store = self.mgr.images
         try:
             with self.mgr.db.write() as tx:

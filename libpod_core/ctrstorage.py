@@ -244,6 +244,9 @@ def commit(rt, c, name: str | None = None, *, changes: Iterable[str] = (), messa
                 c.unpause()
             except KpodError:
                 pass
+    from .events import container as record
+
+    record(rt.config, "commit", c)  # podman records a commit as the container's event
     try:
         rt.plugins.load_general()
         rt.hook.image_event(event="commit", image={"id": new.id, "names": list(new.names)})

@@ -340,13 +340,15 @@ def import_tarball(rt, stream: IO[bytes], *, name: str | None = None, changes: I
                 [mf.Descriptor(media_type=mf.MEDIA_TYPE_OCI_LAYER, digest=layer["diff_id"], size=layer["size"])],
                 mf.FORMAT_OCI,
             )
-            return store.commit_image(
+            img = store.commit_image(
                 op, config_raw=raw, manifest_raw=m, manifest_type=mf.MEDIA_TYPE_OCI_MANIFEST,
                 manifest_digest=refmod.digest_bytes(m), top_layer=layer["id"], names=names,
             )
         except BaseException:
             op.abort()
             raise
+    _event(rt, "import", img.id, names[0] if names else source)
+    return img
 
 
 def remove_images(rt, names: list[str], *, force: bool = False, all_images: bool = False,
@@ -488,6 +490,7 @@ def load_archive(rt, path: str, *, quiet: bool = True, policy_check=None) -> lis
                 ctx = rt.system_context(quiet=quiet, extra_names=names)
                 result = copy_image(ref, storage_reference(rt, ""), ctx, policy_check=policy_check)
                 loaded.append((_image_for(rt, result), names))
+                _event(rt, "loadfromarchive", loaded[-1][0].id, path)  # podman's status and Name
     else:
         ref_names = _oci_ref_names(path)
         for i, ref_name in enumerate(ref_names):
@@ -504,6 +507,7 @@ def load_archive(rt, path: str, *, quiet: bool = True, policy_check=None) -> lis
             ctx = rt.system_context(quiet=quiet, extra_names=names)
             result = copy_image(src, storage_reference(rt, ""), ctx, policy_check=policy_check)
             loaded.append((_image_for(rt, result), names))
+            _event(rt, "loadfromarchive", loaded[-1][0].id, path)
     return loaded
 
 
@@ -558,6 +562,7 @@ def save_images(rt, names: list[str], output: str, *, fmt: str = "docker-archive
                 ctx = rt.system_context(quiet=quiet)
                 copy_image(storage_reference(rt, img.id), writer.reference([tag] if tag else []), ctx,
                            remove_signatures=True)
+                _event(rt, "save", img.id, output)
         return
     img, tag = resolved[0]
     if fmt == "oci-archive":
@@ -569,3 +574,11 @@ def save_images(rt, names: list[str], output: str, *, fmt: str = "docker-archive
     ctx = rt.system_context(quiet=quiet)
     copy_image(storage_reference(rt, img.id), parse_image_reference(dst, rt.config), ctx,
                format="v2s2" if fmt == "docker-dir" else "oci", compression=compression, remove_signatures=True)
+    _event(rt, "save", img.id, output)
+
+
+def _event(rt, status: str, image_id: str, name: str) -> None:
+    """Record an image event (:mod:`libpod_core.events`; never fails)."""
+    from .events import image as record
+
+    record(rt.config, status, image_id, name)

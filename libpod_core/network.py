@@ -1186,6 +1186,9 @@ class NetworkProvider:
                 write_atomic(state_file, json.dumps(st))
             networks[name] = opts
             self._save_networks(c, networks)
+        from .events import network as record
+
+        record(self.config, "connect", c, name)
 
     def disconnect(self, c, name: str, force: bool = False) -> None:
         """``network disconnect``: remove network *name* from *c*'s networks; a running
@@ -1214,6 +1217,9 @@ class NetworkProvider:
                 write_atomic(state_file, json.dumps(st))
             del networks[name]
             self._save_networks(c, networks)
+        from .events import network as record
+
+        record(self.config, "disconnect", c, name)
 
     # -- pods and removal ---------------------------------------------------------------
     def pod_of(self, c):

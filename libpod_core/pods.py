@@ -330,6 +330,13 @@ def ensure_pause_image(rt):
 # the manager: rt.pods
 # ---------------------------------------------------------------------------------------
 
+def _event(status: str, pod: "Pod") -> None:
+    """Record a pod event (:mod:`libpod_core.events`; never fails)."""
+    from .events import pod as record
+
+    record(pod.mgr.config, status, pod)
+
+
 class PodManager:
     """The pods of one store (``Runtime.pods``)."""
 
@@ -437,7 +444,9 @@ class PodManager:
             except Exception as exc:  # noqa: BLE001
                 log.warning("pod %s: cleaning up a failed create: %s", pod_id[:12], exc)
             raise
-        return self.get(pod_id)
+        pod = self.get(pod_id)
+        _event("create", pod)
+        return pod
 
     def infra_options(self, pod: "Pod"):
         from .containers import CreateOptions
@@ -627,7 +636,9 @@ class Pod:
         infra = self.ensure_infra()
         if infra is not None:
             infra.start()
-        return self._each(self.members(), lambda c: c.start() if c.refresh() not in ("running",) else None)
+        errors = self._each(self.members(), lambda c: c.start() if c.refresh() not in ("running",) else None)
+        _event("start", self)
+        return errors
 
     def stop(self, timeout: int | None = None) -> list[tuple[Any, KpodError]]:
         def stop(c):
@@ -637,11 +648,13 @@ class Pod:
         infra = self.infra()
         if infra is not None:
             errors += self._each([infra], stop)
+        _event("stop", self)
         return errors
 
     def restart(self, timeout: int | None = None) -> list[tuple[Any, KpodError]]:
         errors = self._each(list(reversed(self.members())),
                             lambda c: c.stop(timeout) if c.refresh() in ("running", "paused", "created") else None)
+        _event("stop", self)  # podman's restart: stop, then start
         return errors + self.start()
 
     def kill(self, signal: str | int = "KILL") -> list[tuple[Any, KpodError]]:
@@ -651,15 +664,21 @@ class Pod:
             cs.append(infra)
         if not cs:
             raise ContainerStateError(f"no running containers in pod {self.name} to kill")
-        return self._each(cs, lambda c: c.kill(signal))
+        errors = self._each(cs, lambda c: c.kill(signal))
+        _event("kill", self)
+        return errors
 
     def pause(self) -> list[tuple[Any, KpodError]]:
         cs = [c for c in self.containers() if c.refresh() == "running"]
-        return self._each(cs, lambda c: c.pause())
+        errors = self._each(cs, lambda c: c.pause())
+        _event("pause", self)
+        return errors
 
     def unpause(self) -> list[tuple[Any, KpodError]]:
         cs = [c for c in self.containers() if c.refresh() == "paused"]
-        return self._each(cs, lambda c: c.unpause())
+        errors = self._each(cs, lambda c: c.unpause())
+        _event("unpause", self)
+        return errors
 
     def remove(self, force: bool = False, timeout: int | None = None) -> None:
         """Remove the pod. Its containers (other than the infra) and a running infra need
@@ -707,6 +726,7 @@ class Pod:
             left = remove_pod_cgroup(self.cgroup_path)
             if left:
                 log.warning("pod %s: cgroups left: %s", self.short_id, ", ".join(left))
+            _event("remove", self)
         try:
             os.unlink(os.path.join(self.mgr.lock_dir, f"pod-{self.id}.lock"))
         except OSError:

@@ -90,7 +90,7 @@ def pull(rt, name: str, *, all_tags: bool = False, quiet: bool = False, log: Log
         dest_name = "" if named is None else str(named)
         say("Getting image source signatures")
         result = copy_image(src, storage_reference(rt, dest_name), ctx, policy_check=policy)
-        return [_image(rt, result)]
+        return [_image(rt, result, name)]
     refmod.parse(rest)  # a clear error for a malformed name before any resolution
     if all_tags:
         from .transports.docker import list_tags
@@ -112,7 +112,7 @@ def pull(rt, name: str, *, all_tags: bool = False, quiet: bool = False, log: Log
             say("Getting image source signatures")
             result = copy_image(src, storage_reference(rt, full), ctx, policy_check=policy)
             say("Writing manifest to image destination")
-            return [_image(rt, result)]
+            return [_image(rt, result, full)]
         except NotFound as exc:
             errors.append(exc)
             continue
@@ -121,10 +121,14 @@ def pull(rt, name: str, *, all_tags: bool = False, quiet: bool = False, log: Log
     raise NotFound(f"{rest}: image not found in any registry tried: " + "; ".join(e.message for e in errors))
 
 
-def _image(rt, result):
+def _image(rt, result, name: str):
+    """The image a pull stored, recorded as pulled (as *name*) in the events log."""
+    from .events import image as record
     from .images import _image_for
 
-    return _image_for(rt, result)
+    img = _image_for(rt, result)
+    record(rt.config, "pull", img.id, name)
+    return img
 
 
 def push(rt, source: str, destination: str | None = None, *, fmt: str | None = None,
@@ -173,4 +177,7 @@ def push(rt, source: str, destination: str | None = None, *, fmt: str | None = N
     result = copy_image(storage_reference(rt, img.id), dst, ctx, format=fmt, compression=compression,
                         digestfile=digestfile, remove_signatures=remove_signatures, signers=signers)
     say("Writing manifest to image destination")
+    from .events import image as record
+
+    record(rt.config, "push", img.id, destination)
     return result

@@ -151,6 +151,13 @@ def parse_options(options: Mapping[str, str] | None) -> dict[str, Any]:
     return out
 
 
+def _event(status: str, name: str, config) -> None:
+    """Record a volume event (:mod:`libpod_core.events`; never fails)."""
+    from .events import volume as record
+
+    record(config, status, name)
+
+
 class Volume:
     """One volume: its row and its paths."""
 
@@ -319,6 +326,7 @@ class VolumeManager:
             except BaseException:
                 self._remove_files(name)
                 raise
+            _event("create", name, self.config)
             return Volume(self, self.db.one("SELECT * FROM volumes WHERE name = ?", (name,))), True
 
     def ensure(self, names: list[str]) -> list[str]:
@@ -369,6 +377,7 @@ class VolumeManager:
                 raise InUse(f"volume {vol.name} is being used by a container: volume is being used",
                             exit_code=2) from None
             self._remove_files(vol.name)
+        _event("remove", vol.name, self.config)
         return vol.name
 
     def _remove_files(self, name: str) -> None:
@@ -404,6 +413,7 @@ class VolumeManager:
                 removed.append(self.remove(vol.name))
             except (InUse, NotFound):
                 continue
+            _event("prune", vol.name, self.config)  # podman: remove, then prune
         self.sweep()
         return removed
 

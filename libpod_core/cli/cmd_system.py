@@ -242,3 +242,7 @@ system.add_command(system_check, "check")
 system.add_command(system_df, "df")
 system.add_command(info, "info")
 system.add_command(system_prune, "prune")
+
+from .cmd_events import events as _events  # noqa: E402 - podman's alias: kpod system events
+
+system.add_command(_events, "events")

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "commit": ("cmd_containers_more", "commit", "Create a new image from a container's changes"),
     "cp": ("cmd_containers_more", "cp", "Copy files between a container and the local filesystem"),
     "diff": ("cmd_containers_more", "diff", "Inspect changes to a container's or image's filesystem"),
+    "events": ("cmd_events", "events", "Show kpod events"),
     "exec": ("cmd_containers_more", "exec_", "Run a process in a running container"),
     "export": ("cmd_containers_more", "export", "Export a container's filesystem as a tar archive"),
     "mount": ("cmd_containers_more", "mount", "Mount a container's root filesystem"),

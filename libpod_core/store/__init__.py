@@ -201,6 +201,13 @@ class _TeeReader:
         return True
 
 
+def _event(status: str, image_id: str, name: str, config) -> None:
+    """Record an image event (:mod:`libpod_core.events`; never fails)."""
+    from ..events import image as record
+
+    record(config, status, image_id, name)
+
+
 class ImageStore:
     """Layers and images on top of the selected storage driver."""
 
@@ -572,6 +579,7 @@ class ImageStore:
                 "ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id, added = excluded.added",
                 (full, image.id, time.time()),
             )
+        _event("tag", image.id, full, self.config)
         return full
 
     def untag(self, image: Image, name: str | None = None) -> list[str]:
@@ -584,6 +592,8 @@ class ImageStore:
             names = cands[:1]
         with self.db.write() as tx:
             tx.executemany("DELETE FROM image_names WHERE name = ? AND image_id = ?", [(n, image.id) for n in names])
+        for n in names:
+            _event("untag", image.id, n, self.config)
         return names
 
     def containers_using(self, image_id: str) -> list[str]:
@@ -615,6 +625,7 @@ class ImageStore:
                 )
             with self.db.write() as tx:
                 tx.execute("DELETE FROM images WHERE id = ?", (image.id,))
+            _event("remove", image.id, image.names[0] if image.names else "", self.config)
             return self.remove_unused_layers([r["id"] for r in reversed(self.layer_chain(image.top_layer))])
 
     def remove_unused_layers(self, candidates: list[str]) -> list[str]:
