@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from .store import USER_FILES_SUFFIX
 
-#: fileutil.write_atomic's temporary file: PATH.tmpPID
-_TMP_PID = re.compile(r"\.tmp(\d+)$")
+#: fileutil's temporary file: .NAME.kpod-tmp-PID-RANDOM
+_TMP_PID = re.compile(r"^\..*\.kpod-tmp-(\d+)-[0-9a-f]+$")
 
 
 def _dead_writer(name: str) -> bool:

@@ -57,10 +57,9 @@ def _write_count(c, n: int) -> None:
             pass
         return
     os.makedirs(c.rundir, mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(n))
-    os.replace(tmp, path)
+    from .fileutil import write_atomic
+
+    write_atomic(path, str(n))
 
 
 def mount(c) -> str:

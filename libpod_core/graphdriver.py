@@ -205,10 +205,9 @@ class GraphDriverBase:
             except FileNotFoundError:
                 pass
             return
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(str(n))
-        os.replace(tmp, path)
+        from .fileutil import write_atomic
+
+        write_atomic(path, str(n))
 
     def drop_counts(self, layer_id: str) -> None:
         for suffix in ("", ".lock"):

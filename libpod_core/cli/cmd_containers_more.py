@@ -193,17 +193,10 @@ def export(state, output: str | None, container: str) -> None:
     d = os.path.dirname(path)
     if not os.path.isdir(d):
         raise NotFound(f"cannot write {output}: no such directory {d}")
-    tmp = os.path.join(d, f".{os.path.basename(path)}.kpod-tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            export_tar(c, f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..fileutil import atomic_file
+
+    with atomic_file(path, None) as f:
+        export_tar(c, f)
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ import, mount, unmount). The logic lives in :mod:`libpod_core.volumes`."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -234,19 +233,17 @@ def volume_export(state, output: str | None, name: str) -> None:
     path = os.path.abspath(output)
     # a new private name in the target's directory, renamed over it once complete: a reader
     # never sees part of an archive, and a failed export leaves what was there
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.kpod-tmp-{os.urandom(6).hex()}")
+    from ..fileutil import atomic_file
+
+    started = False
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except OSError as exc:
-        raise StorageError(f'unable to create target file path "{output}": {exc.strerror}') from None
-    try:
-        with open(fd, "wb") as f:
+        with atomic_file(path, None) as f:
+            started = True
             mgr.export(name, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    except OSError as exc:
+        if started:
+            raise
+        raise StorageError(f'unable to create target file path "{output}": {exc.strerror}') from None
 
 
 @volume.command("import", context_settings=_CTX)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 
 from ..digest import CHUNK_SIZE
 from ..errors import TransportError
@@ -125,21 +124,10 @@ class OCIArchiveDestination(OCILayoutDestination):
         if self._archived:
             return
         super().commit()
-        target = self.reference.path
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.kpod-tmp-", suffix=".tar")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _add_tree(out, self.staging)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        from ..fileutil import atomic_file
+
+        with atomic_file(self.reference.path, 0o644, fsync=True) as out:
+            _add_tree(out, self.staging)
         self._archived = True
 
     def close(self) -> None:
