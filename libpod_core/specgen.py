@@ -261,6 +261,8 @@ class SpecOptions:
 
 @dataclass(frozen=True)
 class ExecUser:
+    """A resolved user: IDs, supplementary groups, home and name (None: not in passwd)."""
+
     uid: int
     gid: int
     additional_gids: tuple[int, ...] = ()
