@@ -357,19 +357,10 @@ class CNIExecutor:
             "result": result,
         }
         os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-        path = self.cache_path(conflist["name"], container_id, ifname)
-        tmp = os.path.join(self.cache_dir, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")  # dot: no record
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f)
-            os.rename(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        from libpod_core.fileutil import write_atomic
+
+        # its temporary name starts with a dot: readers take it for no record
+        write_atomic(self.cache_path(conflist["name"], container_id, ifname), json.dumps(doc), 0o600)
 
     def read_cache(self, network: str, container_id: str, ifname: str | None = None) -> dict | None:
         """The cache record for (network, container[, ifname]), or None."""
