@@ -31,6 +31,7 @@ __all__ = [
     "format_digest",
     "detect_compression",
     "open_decompressed",
+    "sniff_compression",
     "DigestReader",
     "CHUNK_SIZE",
 ]
@@ -389,6 +390,19 @@ class _ZstdStream(_StreamBase):
         return b""
 
 
+def sniff_compression(fileobj) -> tuple[str, "_Source"]:
+    """``(kind, stream)``: *fileobj*'s compression (``'gzip'``, ``'zstd'`` or ``'none'``)
+    from its magic bytes, and a stream that reads *fileobj* from where it was (the bytes
+    looked at included)."""
+    prefix = b""
+    while len(prefix) < 4:
+        chunk = fileobj.read(4 - len(prefix))
+        if not chunk:
+            break
+        prefix += chunk
+    return detect_compression(prefix), _Source(prefix, fileobj)
+
+
 def open_decompressed(fileobj, *, compression: str | None = None):
     """Return a readable binary stream of *fileobj*'s decompressed content.
 
@@ -396,14 +410,8 @@ def open_decompressed(fileobj, *, compression: str | None = None):
     ``'zstd'`` or ``'none'``) is given. The returned object has ``read(n)``/``readinto()``
     and a ``compression`` attribute; it returns ``b''`` only at the real end of the input.
     """
-    prefix = b""
-    while len(prefix) < 4:
-        chunk = fileobj.read(4 - len(prefix))
-        if not chunk:
-            break
-        prefix += chunk
-    src = _Source(prefix, fileobj)
-    kind = compression or detect_compression(prefix)
+    detected, src = sniff_compression(fileobj)
+    kind = compression or detected
     if kind == "gzip":
         return _GzipStream(src)
     if kind == "zstd":
@@ -545,11 +553,15 @@ class ReadAhead(io.RawIOBase):
         try:
             while not self._stop.is_set():
                 data = self._inner.read(chunk)
+                self._produced(data)
                 self._q.put(data)
                 if not data:
                     return
         except BaseException as exc:  # handed to the consumer
             self._q.put(exc)
+
+    def _produced(self, data: bytes) -> None:
+        """Called in the reader thread with each chunk before the consumer sees it."""
 
     def readable(self) -> bool:
         return True
@@ -589,3 +601,45 @@ class ReadAhead(io.RawIOBase):
             except Exception:
                 self._thread.join(0.05)
         super().close()
+
+
+class HashedTarStream(ReadAhead):
+    """An uncompressed layer tar read ahead in a background thread that also computes its
+    digest (the layer's diff ID) there, so that the thread extracting files does not.
+
+    :func:`libpod_core.tarapply.apply_layer` takes :attr:`digest` and :attr:`size` from a
+    stream of this class instead of hashing it again. Both are final once the stream has
+    been read to its end (:meth:`drain`).
+    """
+
+    def __init__(self, inner, chunk: int = CHUNK_SIZE, depth: int = 8, *, algorithm: str = "sha256") -> None:
+        if algorithm not in SUPPORTED_ALGORITHMS:
+            raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
+        self.algorithm = algorithm
+        self._h = hashlib.new(algorithm)
+        self.size = 0
+        self._complete = False
+        super().__init__(inner, chunk, depth)
+
+    def _produced(self, data: bytes) -> None:
+        if not data:
+            self._complete = True
+            return
+        self._h.update(data)  # releases the GIL for chunks this size
+        self.size += len(data)
+
+    @property
+    def digest(self) -> str:
+        """``algo:hex`` of the whole stream (after it has been read to its end)."""
+        if not (self._eof and self._complete):
+            raise RuntimeError("HashedTarStream.digest read before the end of the stream")
+        return f"{self.algorithm}:{self._h.hexdigest()}"
+
+    def drain(self) -> int:
+        """Read the rest of the stream; return the number of bytes skipped."""
+        n = 0
+        while True:
+            chunk = self.read(CHUNK_SIZE)
+            if not chunk:
+                return n
+            n += len(chunk)

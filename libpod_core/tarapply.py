@@ -53,7 +53,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Callable
 
-from libpod_core.digest import CHUNK_SIZE, DigestReader, open_decompressed
+from libpod_core.digest import CHUNK_SIZE, DigestReader, HashedTarStream, open_decompressed
 from libpod_core.errors import InvalidArgument, InvalidLayer, KpodError, StorageError
 
 __all__ = [
@@ -698,6 +698,9 @@ def apply_layer(
 ) -> ApplyResult:
     """Extract the layer tar *stream* (plain, gzip or zstd) into *dest_dir*.
 
+    A :class:`~libpod_core.digest.HashedTarStream` (what the store hands a storage driver)
+    is a plain tar whose digest its reader thread computes; it is not hashed again here.
+
     Returns the uncompressed size and ``diff_id``. Raises :class:`InvalidLayer` for a
     corrupt or hostile stream, :class:`StorageError` when the filesystem fails (no space...).
     The whole input stream is consumed.
@@ -713,8 +716,10 @@ def apply_layer(
         raise StorageError(f"cannot open layer directory {dest!r}: {e.strerror or e}") from None
     current: str | None = None
     try:
-        raw = open_decompressed(stream)
-        hashed = DigestReader(raw)
+        if isinstance(stream, HashedTarStream):  # already plain and hashed in its own thread
+            hashed = stream
+        else:
+            hashed = DigestReader(open_decompressed(stream))
         src = _TarSource(hashed)
         try:
             tar = tarfile.open(

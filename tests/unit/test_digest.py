@@ -12,10 +12,12 @@ import zstandard
 
 from libpod_core.digest import (
     DigestReader,
+    HashedTarStream,
     InvalidDigest,
     detect_compression,
     open_decompressed,
     parse_digest,
+    sniff_compression,
 )
 from libpod_core.errors import DigestMismatch, InvalidArgument, InvalidLayer
 
@@ -360,3 +362,50 @@ def test_digest_reader_over_decompressed_stream():
     assert read_all(inner) == data
     assert inner.digest == "sha256:" + hashlib.sha256(data).hexdigest()
     outer.verify(drain=False)  # decompression consumed every compressed byte
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd", "none"])
+def test_sniff_compression_replays_the_bytes_it_looked_at(kind):
+    payload = os.urandom(3000)
+    blob = {"gzip": gzip.compress, "zstd": zstandard.ZstdCompressor().compress, "none": bytes}[kind](payload)
+    found, stream = sniff_compression(io.BytesIO(blob))
+    assert found == kind
+    assert read_all(stream, 7) == blob
+
+
+def test_sniff_compression_short_input():
+    assert sniff_compression(io.BytesIO(b"ab"))[0] == "none"
+    found, stream = sniff_compression(io.BytesIO(b""))
+    assert (found, stream.read(10)) == ("none", b"")
+
+
+def test_hashed_tar_stream_digest_and_size_after_the_end():
+    payload = os.urandom(3 * (1 << 20) + 17)
+    stream = HashedTarStream(io.BytesIO(payload))
+    try:
+        assert stream.read(100) == payload[:100]
+        with pytest.raises(RuntimeError):
+            stream.digest  # noqa: B018 - not final before the end
+        assert stream.drain() == len(payload) - 100
+        assert stream.digest == "sha256:" + hashlib.sha256(payload).hexdigest()
+        assert stream.size == len(payload)
+    finally:
+        stream.close()
+
+
+def test_hashed_tar_stream_passes_reader_errors_on():
+    class Broken(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def read(self, n=-1):
+            raise InvalidLayer("corrupt gzip stream: boom")
+
+    stream = HashedTarStream(Broken())
+    try:
+        with pytest.raises(InvalidLayer, match="boom"):
+            stream.read(10)
+        with pytest.raises(RuntimeError):
+            stream.digest  # noqa: B018 - the stream never completed
+    finally:
+        stream.close()

@@ -735,3 +735,23 @@ def test_many_small_files(tmp_path):
         assert res.diff_id == sha(tar)
         for name, data in list(payloads.items())[::97]:
             assert (dest / name).read_bytes() == data
+
+
+def test_hashed_tar_stream_is_not_hashed_again(tmp_path, monkeypatch):
+    """The store hands drivers a HashedTarStream: apply_layer takes its digest and size."""
+    from libpod_core import tarapply
+    from libpod_core.digest import HashedTarStream
+
+    tar = mktar([D("etc"), F("etc/hosts", b"127.0.0.1 localhost\n"), F("big", os.urandom(3 << 20))])
+    def no_rehash(*a, **kw):
+        raise AssertionError("DigestReader used for a HashedTarStream")
+
+    monkeypatch.setattr(tarapply, "DigestReader", no_rehash)
+    stream = HashedTarStream(io.BytesIO(tar))
+    try:
+        (tmp_path / "d").mkdir()
+        res = apply_layer(stream, tmp_path / "d")
+    finally:
+        stream.close()
+    assert res.diff_id == sha(tar) and res.size == len(tar)
+    assert (tmp_path / "d" / "etc" / "hosts").read_bytes() == b"127.0.0.1 localhost\n"
