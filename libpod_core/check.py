@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .store import USER_FILES_SUFFIX
+from .store import CACHE_SUFFIXES, USER_FILES_SUFFIX
 
 #: fileutil's temporary file: .NAME.kpod-tmp-PID-RANDOM
 _TMP_PID = re.compile(r"^\..*\.kpod-tmp-(\d+)-[0-9a-f]+$")
@@ -91,14 +91,20 @@ def check(rt, repair: bool = False) -> list[Problem]:
                 p.repaired = True
             problems.append(p)
         cache_dir = store.cache_dir
-        cached = {f[: -len(".tar.zst")] for f in os.listdir(cache_dir) if f.endswith(".tar.zst")}
+        cache_files = {}  # layer ID -> its cache file names
+        for f in os.listdir(cache_dir):
+            for suffix in CACHE_SUFFIXES.values():
+                if f.endswith(suffix):
+                    cache_files.setdefault(f[: -len(suffix)], []).append(f)
+        cached = set(cache_files)
         for r in db.read("SELECT id FROM layers WHERE kind = 'image' AND incomplete = 0 AND diff_id IS NOT NULL"):
             if r["id"] not in cached and r["id"] in driver_ids:
                 problems.append(Problem("cache", r["id"], "layer tar cache missing: images with this layer cannot be saved or pushed"))
         for lid in sorted(cached - known):
             p = Problem("cache", lid, "layer tar cache file of an unknown layer")
             if repair:
-                os.unlink(os.path.join(cache_dir, lid + ".tar.zst"))
+                for f in cache_files[lid]:
+                    os.unlink(os.path.join(cache_dir, f))
                 p.repaired = True
             problems.append(p)
         user_files = {f[: -len(USER_FILES_SUFFIX)] for f in os.listdir(cache_dir) if f.endswith(USER_FILES_SUFFIX)}

@@ -575,6 +575,11 @@ class _Copier:
                     size = self._uncompressed_size(layer, diff_id, what)
                 return with_type(dg, size, "none")
 
+        if c_in == "none" and c_out in ("gzip", "zstd") and diff_id is not None and layer.digest == diff_id:
+            kept = self.src.get_compressed_blob(layer.digest, c_out)
+            if kept is not None:  # e.g. a store layer pulled or loaded in this compression
+                return self._copy_kept_blob(i, kept, with_type(diff_id, 0, c_out).media_type, diff_id, what)
+
         stream, _ = self.src.get_blob(layer.digest, layer.size, layer.media_type)
         closing = None
         try:
@@ -614,6 +619,26 @@ class _Copier:
         finally:
             if closing is not None:
                 closing.close()
+            stream.close()
+
+    def _copy_kept_blob(self, i: int, kept: tuple[IO[bytes], str, int], media_type: str, diff_id: str,
+                        what: str) -> Descriptor:
+        """Copy a compressed copy of an uncompressed layer that the source kept (the blob the
+        layer was pulled or loaded from), as it is: no compressing again, and a destination
+        that has that blob already is not sent it."""
+        stream, digest, size = kept
+        try:
+            desc = Descriptor(media_type, digest, size)
+            reused = self.dst.reuse_blob(digest, size, media_type, layer_index=i, diff_id=diff_id)
+            if reused is not None:
+                return Descriptor(media_type, reused[0], reused[1])
+            if self.dst.has_blob(digest, size):
+                return desc
+            verified = VerifyingReader(stream, digest, size, f"{what} compressed copy {digest}", self.progress, digest)
+            dg, n = self.dst.put_blob(verified, digest, size, media_type, layer_index=i, diff_id=diff_id)
+            verified.finish()
+            return Descriptor(media_type, dg, n)
+        finally:
             stream.close()
 
     def _uncompressed_size(self, layer: Descriptor, diff_id: str, what: str) -> int:

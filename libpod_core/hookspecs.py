@@ -214,6 +214,12 @@ def storage_apply_diff(layer_id, parent_id, stream):
     Returns a :class:`libpod_core.tarapply.ApplyResult` (uncompressed ``size`` and
     ``diff_id``). A hostile or corrupt stream raises
     :class:`~libpod_core.errors.InvalidLayer`; the caller then removes the layer. Required.
+
+    The store passes a :class:`libpod_core.digest.HashedTarStream`: the plain tar, read
+    ahead (fetched, verified, inflated) and hashed in a second thread;
+    :func:`libpod_core.tarapply.apply_layer` takes the diff ID from it rather than hashing
+    again, and a driver that extracts in its own way can read ``stream.digest`` after
+    reading the stream to its end.
     """
 
 

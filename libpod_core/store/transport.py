@@ -101,6 +101,10 @@ class StorageImageSource(ImageSource):
     def has_blob(self, digest: str) -> bool:
         return digest == self.config_digest or digest in self.by_diff
 
+    def get_compressed_blob(self, digest: str, compression: str) -> tuple[IO[bytes], str, int] | None:
+        row = self.by_diff.get(digest)
+        return None if row is None else self.store.layer_blob(row, compression)
+
     def get_signatures(self, instance_digest: str | None = None) -> list[bytes]:
         return self.store.signatures(self.image.id)
 

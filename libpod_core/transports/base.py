@@ -104,6 +104,13 @@ class ImageSource:
     def has_blob(self, digest: str) -> bool:
         return False
 
+    def get_compressed_blob(self, digest: str, compression: str) -> tuple[IO[bytes], str, int] | None:
+        """The uncompressed layer *digest* already compressed with *compression* (``'gzip'``
+        or ``'zstd'``) when the source keeps such a copy, as ``(stream, digest, size)``; the
+        caller closes the stream. None (the default) when it does not: a copy that needs
+        the layer compressed then compresses it itself."""
+        return None
+
     def get_signatures(self, instance_digest: str | None = None) -> list[bytes]:
         """Simple-signing signatures (raw GPG messages) for the manifest."""
         return []

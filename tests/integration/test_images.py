@@ -196,11 +196,18 @@ def test_system_check_finds_and_repairs(kpod, busybox_tgz):
     # damage: driver data of the image's layer vanishes; an orphan appears
     subprocess.run(["rm", "-rf", os.path.join(home, layer)], check=True)
     os.makedirs(os.path.join(home, "f" * 64, "diff"))
+    cache = os.path.join(kpod.graphroot, "layer-cache", "overlay")
+    assert os.path.exists(os.path.join(cache, layer + ".blob"))  # the imported gzip, as it came
+    orphans = [os.path.join(cache, "e" * 64 + ".blob"), os.path.join(cache, "d" * 64 + ".tar.zst")]
+    for path in orphans:
+        open(path, "wb").close()
     proc = kpod("system", "check", check=False)
     assert proc.returncode == 125 and "missing from the storage driver" in proc.stdout
     assert "no database row knows" in proc.stdout and "--repair" in proc.stderr
+    assert proc.stdout.count("layer tar cache file of an unknown layer") == 2
     rows = json.loads(kpod("system", "check", "--repair", "--format", "json").stdout)
     assert rows and all(r["Repaired"] for r in rows)
+    assert not any(os.path.exists(p) for p in orphans)
     assert kpod("system", "check").stdout.strip() == "No problems found"
     assert kpod("images", "-q").stdout.strip() == ""
 

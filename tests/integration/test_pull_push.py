@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import signal
@@ -73,7 +75,7 @@ def test_push_pull_round_trip_keeps_the_image_id(kp, reg, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, comp", [("v2s2", "gzip"), ("oci", "zstd")])
-def test_push_formats_and_compression(kp, reg, fmt, comp):
+def test_push_formats_and_compression(kp, reg, fmt, comp, tmp_path):
     kp("push", "--format", fmt, "--compression-format", comp, "busybox", f"{reg.addr}/f/{fmt}:1")
     raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.addr}/f/{fmt}:1"],
                                     capture_output=True, text=True, check=True).stdout)
@@ -83,6 +85,25 @@ def test_push_formats_and_compression(kp, reg, fmt, comp):
     iid = kp("images", "--no-trunc", "-q").stdout.strip()
     kp("rmi", "-a")
     assert kp("pull", "-q", f"{reg.addr}/f/{fmt}:1").stdout.split() == [iid]
+    # the layer cache keeps the compressed blob exactly as pulled (no recompression)
+    blobs = [p for p in glob.glob(os.path.join(kp.graphroot, "layer-cache", "*", "*")) if p.endswith((".blob", ".tar.zst"))]
+    assert len(blobs) == 1 and blobs[0].endswith(".blob")
+    with open(blobs[0], "rb") as f:
+        assert "sha256:" + hashlib.file_digest(f, "sha256").hexdigest() == raw["layers"][0]["digest"]
+    # and gives the exact tar stream back: save/load and push/pull keep the image ID
+    kp("save", "-o", str(tmp_path / "saved.tar"), f"{reg.addr}/f/{fmt}:1")
+    kp("push", f"{reg.addr}/f/{fmt}:1", f"{reg.addr}/again/{fmt}:1")
+    again = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.addr}/again/{fmt}:1"],
+                                      capture_output=True, text=True, check=True).stdout)
+    # push compresses with gzip by default: a kept gzip blob goes as it is, a zstd one is recompressed
+    assert (again["layers"][0]["digest"] == raw["layers"][0]["digest"]) == (comp == "gzip")
+    assert again["layers"][0]["mediaType"].endswith("gzip")
+    kp("rmi", "-a")
+    assert kp("load", "-q", "-i", str(tmp_path / "saved.tar")).returncode == 0
+    assert kp("images", "--no-trunc", "-q").stdout.split() == [iid]
+    kp("rmi", "-a")
+    assert kp("pull", "-q", f"{reg.addr}/again/{fmt}:1").stdout.split() == [iid]
+    assert kp("system", "check").stdout.strip() == "No problems found"
 
 
 def test_pull_errors_leave_store_unchanged(kp, reg, tmp_path):
