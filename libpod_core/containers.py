@@ -33,16 +33,13 @@ flock, after re-reading the row.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
-import signal as _signal
 import sqlite3
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import (
@@ -58,6 +55,7 @@ from .state import FileLock, container_lock_path, register_schema
 from . import store as _store  # noqa: F401 - registers the image tables our foreign keys point at
 from .units import human_duration  # noqa: F401  (the CLI imports it from here too)
 from .fileutil import write_atomic
+from .plain import FRESH, plain_copy
 from .log import getLogger
 
 log = getLogger(__name__)
@@ -184,78 +182,167 @@ CGROUP_PARENT = "/kpod"
 # create options
 # ---------------------------------------------------------------------------------------
 
-# eq/repr are not generated: nothing compares or prints these, and for this many fields
-# generating them is a millisecond of every command's start-up
-@dataclass(eq=False, repr=False)
 class CreateOptions:
-    """What ``kpod create``/``kpod run`` collected. Stored (as JSON) with the container."""
+    """What ``kpod create``/``kpod run`` collected. Stored (as JSON) with the container.
 
-    image: str
-    command: list[str] | None = None
-    name: str | None = None
-    entrypoint: str | list[str] | None = None
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    group_add: list[str] = field(default_factory=list)
-    hostname: str | None = None
-    tty: bool = False
-    interactive: bool = False
-    volumes: list[str] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    #: --image-volume: what the image's VOLUME paths get (bind: anonymous volumes, tmpfs,
-    #: ignore); None: the config's image_volume_mode (stored resolved)
-    image_volume: str | None = None
-    read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    privileged: bool = False
-    security_opt: list[str] = field(default_factory=list)
-    memory: str | None = None
-    memory_swap: str | None = None
-    memory_reservation: str | None = None
-    cpus: str | None = None
-    cpu_shares: int | None = None
-    cpuset_cpus: str | None = None
-    cpuset_mems: str | None = None
-    pids_limit: int | None = None
-    ulimits: list[str] = field(default_factory=list)
-    shm_size: str | None = None
-    sysctls: dict[str, str] = field(default_factory=dict)
-    oom_score_adj: int | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    init: bool = False
-    restart: str = "no"
-    pull: str = "missing"
-    network: str | None = None
-    #: network name -> per-network options (bridge networking; used by a network provider)
-    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: port mappings: dicts with host_ip, host_port, container_port, protocol
-    ports: list[dict[str, Any]] = field(default_factory=list)
-    # networking and pods (libpod_core.network, libpod_core.pods)
-    publish_all: bool = False                 #: -P: the image's ExposedPorts on free host ports
-    ip: str | None = None
-    mac_address: str | None = None
-    network_aliases: list[str] = field(default_factory=list)  #: --network-alias (DNS names)
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_option: list[str] = field(default_factory=list)
-    add_host: list[str] = field(default_factory=list)
-    no_hosts: bool = False
-    pod: str | None = None                    #: pod name or ID (stored as the ID)
-    is_infra: bool = False                    #: the pod's infra container
-    #: ipc/uts/pid namespace: None (private), "host", "ns:PATH" or "container:ID"
-    ipc: str | None = None
-    uts: str | None = None
-    pid: str | None = None
-    cgroup_parent: str | None = None          #: default /kpod
-    rm: bool = False
-    stop_signal: str | None = None
-    stop_timeout: int | None = None
-    create_command: list[str] = field(default_factory=list)
+    A plain class, not a dataclass: every ``create`` and ``run`` builds this class, and a
+    dataclass's generated methods for these sixty fields cost over a millisecond of it.
+    :meth:`as_dict` is what :func:`dataclasses.asdict` returned; nothing compares or prints
+    these (identity equality, the default repr, as with ``eq=False, repr=False`` before).
+    """
+
+    #: the fields, in order (what :meth:`as_dict` returns)
+    FIELDS: tuple[str, ...] = (
+        "image", "command", "name", "entrypoint", "env", "env_files", "workdir", "user", "group_add",
+        "hostname", "tty", "interactive", "volumes", "mounts", "tmpfs", "image_volume", "read_only",
+        "cap_add", "cap_drop", "privileged", "security_opt", "memory", "memory_swap", "memory_reservation",
+        "cpus", "cpu_shares", "cpuset_cpus", "cpuset_mems", "pids_limit", "ulimits", "shm_size", "sysctls",
+        "oom_score_adj", "labels", "annotations", "init", "restart", "pull", "network", "networks", "ports",
+        "publish_all", "ip", "mac_address", "network_aliases", "dns", "dns_search", "dns_option", "add_host",
+        "no_hosts", "pod", "is_infra", "ipc", "uts", "pid", "cgroup_parent", "rm", "stop_signal",
+        "stop_timeout", "create_command",
+    )
+
+    def __init__(
+        self,
+        image: str,
+        command: list[str] | None = None,
+        name: str | None = None,
+        entrypoint: str | list[str] | None = None,
+        env: list[str] = FRESH,
+        env_files: list[str] = FRESH,
+        workdir: str | None = None,
+        user: str | None = None,
+        group_add: list[str] = FRESH,
+        hostname: str | None = None,
+        tty: bool = False,
+        interactive: bool = False,
+        volumes: list[str] = FRESH,
+        mounts: list[str] = FRESH,
+        tmpfs: list[str] = FRESH,
+        #: --image-volume: what the image's VOLUME paths get (bind: anonymous volumes, tmpfs,
+        #: ignore); None: the config's image_volume_mode (stored resolved)
+        image_volume: str | None = None,
+        read_only: bool = False,
+        cap_add: list[str] = FRESH,
+        cap_drop: list[str] = FRESH,
+        privileged: bool = False,
+        security_opt: list[str] = FRESH,
+        memory: str | None = None,
+        memory_swap: str | None = None,
+        memory_reservation: str | None = None,
+        cpus: str | None = None,
+        cpu_shares: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
+        pids_limit: int | None = None,
+        ulimits: list[str] = FRESH,
+        shm_size: str | None = None,
+        sysctls: dict[str, str] = FRESH,
+        oom_score_adj: int | None = None,
+        labels: dict[str, str] = FRESH,
+        annotations: dict[str, str] = FRESH,
+        init: bool = False,
+        restart: str = "no",
+        pull: str = "missing",
+        network: str | None = None,
+        #: network name -> per-network options (bridge networking; used by a network provider)
+        networks: dict[str, dict[str, Any]] = FRESH,
+        #: port mappings: dicts with host_ip, host_port, container_port, protocol
+        ports: list[dict[str, Any]] = FRESH,
+        # networking and pods (libpod_core.network, libpod_core.pods)
+        publish_all: bool = False,                 #: -P: the image's ExposedPorts on free host ports
+        ip: str | None = None,
+        mac_address: str | None = None,
+        network_aliases: list[str] = FRESH,       #: --network-alias (DNS names)
+        dns: list[str] = FRESH,
+        dns_search: list[str] = FRESH,
+        dns_option: list[str] = FRESH,
+        add_host: list[str] = FRESH,
+        no_hosts: bool = False,
+        pod: str | None = None,                    #: pod name or ID (stored as the ID)
+        is_infra: bool = False,                    #: the pod's infra container
+        #: ipc/uts/pid namespace: None (private), "host", "ns:PATH" or "container:ID"
+        ipc: str | None = None,
+        uts: str | None = None,
+        pid: str | None = None,
+        cgroup_parent: str | None = None,          #: default /kpod
+        rm: bool = False,
+        stop_signal: str | None = None,
+        stop_timeout: int | None = None,
+        create_command: list[str] = FRESH,
+    ) -> None:
+        self.image = image
+        self.command = command
+        self.name = name
+        self.entrypoint = entrypoint
+        self.env = [] if env is FRESH else env
+        self.env_files = [] if env_files is FRESH else env_files
+        self.workdir = workdir
+        self.user = user
+        self.group_add = [] if group_add is FRESH else group_add
+        self.hostname = hostname
+        self.tty = tty
+        self.interactive = interactive
+        self.volumes = [] if volumes is FRESH else volumes
+        self.mounts = [] if mounts is FRESH else mounts
+        self.tmpfs = [] if tmpfs is FRESH else tmpfs
+        self.image_volume = image_volume
+        self.read_only = read_only
+        self.cap_add = [] if cap_add is FRESH else cap_add
+        self.cap_drop = [] if cap_drop is FRESH else cap_drop
+        self.privileged = privileged
+        self.security_opt = [] if security_opt is FRESH else security_opt
+        self.memory = memory
+        self.memory_swap = memory_swap
+        self.memory_reservation = memory_reservation
+        self.cpus = cpus
+        self.cpu_shares = cpu_shares
+        self.cpuset_cpus = cpuset_cpus
+        self.cpuset_mems = cpuset_mems
+        self.pids_limit = pids_limit
+        self.ulimits = [] if ulimits is FRESH else ulimits
+        self.shm_size = shm_size
+        self.sysctls = {} if sysctls is FRESH else sysctls
+        self.oom_score_adj = oom_score_adj
+        self.labels = {} if labels is FRESH else labels
+        self.annotations = {} if annotations is FRESH else annotations
+        self.init = init
+        self.restart = restart
+        self.pull = pull
+        self.network = network
+        self.networks = {} if networks is FRESH else networks
+        self.ports = [] if ports is FRESH else ports
+        self.publish_all = publish_all
+        self.ip = ip
+        self.mac_address = mac_address
+        self.network_aliases = [] if network_aliases is FRESH else network_aliases
+        self.dns = [] if dns is FRESH else dns
+        self.dns_search = [] if dns_search is FRESH else dns_search
+        self.dns_option = [] if dns_option is FRESH else dns_option
+        self.add_host = [] if add_host is FRESH else add_host
+        self.no_hosts = no_hosts
+        self.pod = pod
+        self.is_infra = is_infra
+        self.ipc = ipc
+        self.uts = uts
+        self.pid = pid
+        self.cgroup_parent = cgroup_parent
+        self.rm = rm
+        self.stop_signal = stop_signal
+        self.stop_timeout = stop_timeout
+        self.create_command = [] if create_command is FRESH else create_command
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a new dict, values deep-copied (:func:`dataclasses.asdict`)."""
+        return {name: plain_copy(getattr(self, name)) for name in self.FIELDS}
+
+    def copy(self) -> "CreateOptions":
+        """A deep copy (what :func:`copy.deepcopy` makes, without importing :mod:`copy`
+        for plain values)."""
+        new = object.__new__(type(self))
+        new.__dict__.update((k, plain_copy(v)) for k, v in self.__dict__.items())
+        return new
 
 
 def parse_restart(policy: str | None) -> tuple[str, int]:
@@ -330,6 +417,8 @@ def random_name() -> str:
 
 def _config_with(config, **values):
     """A copy of a Config with some values replaced (another runtime for one container)."""
+    import copy
+
     new = copy.copy(config)
     new.__dict__["_values"] = dict(config.__dict__["_values"])
     new.__dict__["_sources"] = dict(config.__dict__["_sources"])
@@ -547,7 +636,7 @@ class ContainerManager:
         """
         from . import specgen
 
-        opts = copy.deepcopy(opts)
+        opts = opts.copy()
         # cheap validation first: nothing is created for bad input
         if opts.name is not None and not NAME_RE.match(opts.name):
             raise InvalidArgument(f"invalid container name {opts.name!r}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -616,7 +705,7 @@ class ContainerManager:
             with store.shared():
                 op = store.operation(f"create container {cid[:12]}")
                 layer = store.create_layer(op, img.top_layer, None, kind="container")
-                conf = asdict(opts)
+                conf = opts.as_dict()
                 conf.update(env_from_files=env_from_files, network_mode=net_mode, restart_policy=policy,
                             restart_max=max_retries, image_id=img.id, image_volumes=image_vol_paths,
                             anonymous_volumes=anon_vols, named_volumes=named)
@@ -1474,6 +1563,8 @@ class Container:
         except (OSError, TypeError):
             ours = False
         if pid and ours:
+            import signal as _signal  # (not at import: its enums cost half a millisecond)
+
             try:
                 os.kill(pid, _signal.SIGKILL)
             except OSError:
@@ -1538,6 +1629,8 @@ class Container:
         return [p for p in pids if p and _conmon().process_alive(p, self.id)]
 
     def _kill_conmon(self) -> None:
+        import signal as _signal
+
         for pid in self._conmon_pids():
             try:
                 os.kill(pid, _signal.SIGKILL)
@@ -1891,6 +1984,8 @@ def status_text(status: str, exit_code: int | None, started_at: float | None, fi
 
 
 def _signal_name(sig: str | None) -> str:
+    import signal as _signal
+
     from .oci import signal_number
 
     try:

@@ -29,10 +29,10 @@ import os
 import re
 import resource
 import stat
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import InvalidArgument
+from .plain import FRESH
 from .lazyre import lazy
 
 __all__ = [
@@ -188,9 +188,6 @@ _UTS_SYSCTLS = frozenset({"kernel.domainname", "kernel.hostname"})
 DEFAULT_SECCOMP_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "seccomp.json")
 
 
-# eq/repr are not generated: nothing compares or prints these, and for this many fields
-# generating them is a millisecond of every command's start-up
-@dataclass(eq=False, repr=False)
 class SpecOptions:
     """Everything ``kpod create``/``kpod run`` hands to :func:`generate_spec`.
 
@@ -199,75 +196,164 @@ class SpecOptions:
     (a new namespace), ``"host"`` (share the host's), ``"ns:/path"`` (join that namespace, as
     pods do; the caller resolves ``container:NAME`` to a path) and, for the network only,
     ``"none"`` (a new namespace nobody configures).
+
+    A plain class, not a dataclass: building a dataclass's methods for this many fields
+    costs a millisecond of every ``create`` (plus the import of :mod:`dataclasses`).
+    Nothing compares, prints or copies these (as with ``eq=False, repr=False`` before).
     """
 
-    # --- process -------------------------------------------------------------------------
-    command: Sequence[str] | None = None          #: arguments after the image name (replace CMD)
-    entrypoint: Sequence[str] | str | None = None  #: --entrypoint; "" or [] clears it
-    env: Sequence[str] = ()                        #: -e KEY=VALUE, or KEY (taken from kpod's env)
-    image_env: bool = True                         #: start from the image's Env
-    workdir: str | None = None                     #: -w; default the image's WorkingDir, else /
-    user: str | None = None                        #: -u user[:group], names or numbers
-    group_add: Sequence[str] = ()                  #: --group-add, names or numbers
-    hostname: str | None = None                    #: --hostname (the caller passes the short ID)
-    tty: bool = False                              #: -t: process.terminal, TERM=xterm
-    stdin: bool = False                            #: -i: conmon's business; no effect on the spec
-    umask: str = "0022"
-    # --- security ------------------------------------------------------------------------
-    read_only: bool = False
-    read_only_tmpfs: bool = True                   #: with read_only: tmpfs on /run, /tmp, /var/tmp
-    cap_add: Sequence[str] = ()
-    cap_drop: Sequence[str] = ()
-    privileged: bool = False
-    no_new_privileges: bool = False
-    seccomp: str | None = None                     #: None/"default", "unconfined" or a JSON path
-    # --- storage -------------------------------------------------------------------------
-    volumes: Sequence[str] = ()                    #: -v /host:/ctr[:opts]
-    mounts: Sequence[str | Mapping[str, Any]] = ()  #: --mount type=bind|tmpfs,... or OCI dicts
-    tmpfs: Sequence[str] = ()                      #: --tmpfs /ctr[:opts]
-    #: OCI mounts for the image's VOLUME paths (see image_volume_mount); a user mount with
-    #: the same destination replaces one
-    image_volumes: Sequence[Mapping[str, Any]] = ()
-    devices: Sequence[str] = ()                    #: --device /dev/x[:/dev/y][:rwm]
-    shm_size: str | int | None = None              #: default 64m
-    shm_path: str | None = None                    #: host dir bind-mounted on /dev/shm (pods)
-    hosts_file: str | None = None                  #: host file bind-mounted on /etc/hosts
-    resolv_conf: str | None = None                 #: ... on /etc/resolv.conf
-    hostname_file: str | None = None               #: ... on /etc/hostname
-    # --- resources -----------------------------------------------------------------------
-    memory: str | int | None = None
-    memory_swap: str | int | None = None           #: memory+swap; -1 = unlimited
-    memory_reservation: str | int | None = None
-    cpus: float | str | None = None
-    cpu_shares: int | None = None
-    cpuset_cpus: str | None = None
-    cpuset_mems: str | None = None
-    pids_limit: int | None = None                  #: None: 2048; 0 or -1: unlimited
-    ulimits: Sequence[str] = ()                    #: --ulimit name=soft[:hard]
-    oom_score_adj: int | None = None
-    cgroups_path: str | None = None
-    # --- namespaces ----------------------------------------------------------------------
-    network: str = "private"
-    ipc: str = "private"
-    uts: str = "private"
-    pid: str = "private"
-    cgroupns: str | None = None                    #: None: private on cgroup v2, host on v1
-    sysctls: Mapping[str, str] = field(default_factory=dict)
-    # --- misc ----------------------------------------------------------------------------
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    init: bool = False                             #: run catatonit as PID 1
-    init_path: str | None = None                   #: host path of catatonit
+    def __init__(
+        self,
+        # --- process ---------------------------------------------------------------------
+        command: Sequence[str] | None = None,          #: arguments after the image name (replace CMD)
+        entrypoint: Sequence[str] | str | None = None,  #: --entrypoint; "" or [] clears it
+        env: Sequence[str] = (),                        #: -e KEY=VALUE, or KEY (taken from kpod's env)
+        image_env: bool = True,                         #: start from the image's Env
+        workdir: str | None = None,                     #: -w; default the image's WorkingDir, else /
+        user: str | None = None,                        #: -u user[:group], names or numbers
+        group_add: Sequence[str] = (),                  #: --group-add, names or numbers
+        hostname: str | None = None,                    #: --hostname (the caller passes the short ID)
+        tty: bool = False,                              #: -t: process.terminal, TERM=xterm
+        stdin: bool = False,                            #: -i: conmon's business; no effect on the spec
+        umask: str = "0022",
+        # --- security --------------------------------------------------------------------
+        read_only: bool = False,
+        read_only_tmpfs: bool = True,                   #: with read_only: tmpfs on /run, /tmp, /var/tmp
+        cap_add: Sequence[str] = (),
+        cap_drop: Sequence[str] = (),
+        privileged: bool = False,
+        no_new_privileges: bool = False,
+        seccomp: str | None = None,                     #: None/"default", "unconfined" or a JSON path
+        # --- storage ---------------------------------------------------------------------
+        volumes: Sequence[str] = (),                    #: -v /host:/ctr[:opts]
+        mounts: Sequence[str | Mapping[str, Any]] = (),  #: --mount type=bind|tmpfs,... or OCI dicts
+        tmpfs: Sequence[str] = (),                      #: --tmpfs /ctr[:opts]
+        #: OCI mounts for the image's VOLUME paths (see image_volume_mount); a user mount with
+        #: the same destination replaces one
+        image_volumes: Sequence[Mapping[str, Any]] = (),
+        devices: Sequence[str] = (),                    #: --device /dev/x[:/dev/y][:rwm]
+        shm_size: str | int | None = None,              #: default 64m
+        shm_path: str | None = None,                    #: host dir bind-mounted on /dev/shm (pods)
+        hosts_file: str | None = None,                  #: host file bind-mounted on /etc/hosts
+        resolv_conf: str | None = None,                 #: ... on /etc/resolv.conf
+        hostname_file: str | None = None,               #: ... on /etc/hostname
+        # --- resources -------------------------------------------------------------------
+        memory: str | int | None = None,
+        memory_swap: str | int | None = None,           #: memory+swap; -1 = unlimited
+        memory_reservation: str | int | None = None,
+        cpus: float | str | None = None,
+        cpu_shares: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
+        pids_limit: int | None = None,                  #: None: 2048; 0 or -1: unlimited
+        ulimits: Sequence[str] = (),                    #: --ulimit name=soft[:hard]
+        oom_score_adj: int | None = None,
+        cgroups_path: str | None = None,
+        # --- namespaces ------------------------------------------------------------------
+        network: str = "private",
+        ipc: str = "private",
+        uts: str = "private",
+        pid: str = "private",
+        cgroupns: str | None = None,                    #: None: private on cgroup v2, host on v1
+        sysctls: Mapping[str, str] = FRESH,            #: default: a new empty dict
+        # --- misc ------------------------------------------------------------------------
+        annotations: Mapping[str, str] = FRESH,        #: default: a new empty dict
+        init: bool = False,                             #: run catatonit as PID 1
+        init_path: str | None = None,                   #: host path of catatonit
+    ) -> None:
+        self.command = command
+        self.entrypoint = entrypoint
+        self.env = env
+        self.image_env = image_env
+        self.workdir = workdir
+        self.user = user
+        self.group_add = group_add
+        self.hostname = hostname
+        self.tty = tty
+        self.stdin = stdin
+        self.umask = umask
+        self.read_only = read_only
+        self.read_only_tmpfs = read_only_tmpfs
+        self.cap_add = cap_add
+        self.cap_drop = cap_drop
+        self.privileged = privileged
+        self.no_new_privileges = no_new_privileges
+        self.seccomp = seccomp
+        self.volumes = volumes
+        self.mounts = mounts
+        self.tmpfs = tmpfs
+        self.image_volumes = image_volumes
+        self.devices = devices
+        self.shm_size = shm_size
+        self.shm_path = shm_path
+        self.hosts_file = hosts_file
+        self.resolv_conf = resolv_conf
+        self.hostname_file = hostname_file
+        self.memory = memory
+        self.memory_swap = memory_swap
+        self.memory_reservation = memory_reservation
+        self.cpus = cpus
+        self.cpu_shares = cpu_shares
+        self.cpuset_cpus = cpuset_cpus
+        self.cpuset_mems = cpuset_mems
+        self.pids_limit = pids_limit
+        self.ulimits = ulimits
+        self.oom_score_adj = oom_score_adj
+        self.cgroups_path = cgroups_path
+        self.network = network
+        self.ipc = ipc
+        self.uts = uts
+        self.pid = pid
+        self.cgroupns = cgroupns
+        self.sysctls = {} if sysctls is FRESH else sysctls
+        self.annotations = {} if annotations is FRESH else annotations
+        self.init = init
+        self.init_path = init_path
 
 
-@dataclass(frozen=True)
 class ExecUser:
-    """A resolved user: IDs, supplementary groups, home and name (None: not in passwd)."""
+    """A resolved user: IDs, supplementary groups, home and name (None: not in passwd).
+
+    Immutable, compared and hashed by value, like the frozen dataclass it was (a plain
+    class: the dataclass machinery costs half a millisecond of every ``create``)."""
+
+    __match_args__ = ("uid", "gid", "additional_gids", "home", "name")
 
     uid: int
     gid: int
-    additional_gids: tuple[int, ...] = ()
-    home: str = "/"
-    name: str | None = None
+    additional_gids: tuple[int, ...]
+    home: str
+    name: str | None
+
+    def __init__(self, uid: int, gid: int, additional_gids: tuple[int, ...] = (), home: str = "/",
+                 name: str | None = None) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "uid", uid)
+        setattr_(self, "gid", gid)
+        setattr_(self, "additional_gids", additional_gids)
+        setattr_(self, "home", home)
+        setattr_(self, "name", name)
+
+    def _key(self) -> tuple:
+        return (self.uid, self.gid, self.additional_gids, self.home, self.name)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._key() == other._key()  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__qualname__}(uid={self.uid!r}, gid={self.gid!r}, "
+                f"additional_gids={self.additional_gids!r}, home={self.home!r}, name={self.name!r})")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -407,7 +493,9 @@ def caps_mask(caps: Iterable[str]) -> int:
 def host_bounding_caps() -> frozenset[str]:
     """The capabilities kpod itself could hand out: its own bounding set."""
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+        # UTF-8, not ASCII: its codec is loaded at start-up, the ASCII one would be imported
+        # (the line read is ASCII either way)
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.startswith("CapBnd:"):
                     mask = int(line.split(":", 1)[1].strip(), 16)

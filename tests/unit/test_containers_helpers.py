@@ -115,3 +115,29 @@ def test_conmon_command_line_and_errors():
                                          "path: lstat /proc/1/ns/ipc: no such file or directory") == 125
     assert conmon.classify_runtime_error("write /sys/fs/cgroup/x/cpu.max: permission denied") == 125
     assert conmon._clean_message('time="x" level=error msg="runc create failed: \\"quoted\\""') == 'runc create failed: "quoted"'
+
+
+def test_create_options_is_what_the_dataclass_was():
+    """CreateOptions is a plain class (start-up cost); it must keep the dataclass's behaviour:
+    fields in order, fresh list/dict defaults, an explicit None kept, asdict's deep copy."""
+    import inspect
+
+    from libpod_core.containers import CreateOptions
+
+    assert list(inspect.signature(CreateOptions).parameters) == list(CreateOptions.FIELDS)
+    a, b = CreateOptions("img"), CreateOptions(image="img")
+    assert a.env == [] and a.labels == {} and a.env is not b.env and a.labels is not b.labels
+    assert a.restart == "no" and a.pull == "missing" and a.name is None and a.tty is False
+    assert CreateOptions("img", env=None).env is None
+    with pytest.raises(TypeError):
+        CreateOptions("img", no_such_option=1)  # type: ignore[call-arg]
+    o = CreateOptions("img", ["sh"], env=["A=1"], networks={"n": {"aliases": ["x"]}}, ports=[{"container_port": 80}])
+    d = o.as_dict()
+    assert list(d) == list(CreateOptions.FIELDS)
+    assert d["command"] == ["sh"] and d["networks"] == {"n": {"aliases": ["x"]}}
+    assert d["networks"]["n"]["aliases"] is not o.networks["n"]["aliases"] and d["env"] is not o.env
+    o.extra = "kept"  # type: ignore[attr-defined]
+    c = o.copy()
+    assert type(c) is CreateOptions and vars(c) == vars(o)
+    assert c.ports[0] is not o.ports[0] and c.networks["n"] is not o.networks["n"]
+    assert o != c and o == o  # identity equality, as with eq=False

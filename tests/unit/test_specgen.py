@@ -871,3 +871,17 @@ def test_seccomp_merge_keeps_conflicting_rules_apart():
     # the conditional "read" is redundant; the conditional "kill" has another action and stays
     assert [r["names"] for r in sc["syscalls"][2:]] == [["kill"]]
     assert sc["syscalls"][2]["args"] == [{"index": 1, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ"}]
+
+
+def test_spec_options_and_exec_user_keep_the_dataclass_behaviour():
+    a, b = specgen.SpecOptions(), specgen.SpecOptions(sysctls=None)
+    assert a.sysctls == {} and a.annotations == {} and a.sysctls is not specgen.SpecOptions().sysctls
+    assert b.sysctls is None and a.network == "private" and a.umask == "0022" and a.env == ()
+    with pytest.raises(TypeError):
+        specgen.SpecOptions(no_such_option=1)  # type: ignore[call-arg]
+    u = specgen.ExecUser(1, 2, (3,), "/h", "n")
+    assert u == specgen.ExecUser(uid=1, gid=2, additional_gids=(3,), home="/h", name="n")
+    assert u != specgen.ExecUser(1, 2) and hash(u) == hash(specgen.ExecUser(1, 2, (3,), "/h", "n"))
+    assert repr(specgen.ExecUser(0, 0)) == "ExecUser(uid=0, gid=0, additional_gids=(), home='/', name=None)"
+    with pytest.raises(AttributeError):
+        u.uid = 5  # type: ignore[misc]
