@@ -424,3 +424,20 @@ def test_id_hex():
     assert id_hex("abcd") == "abcd"
     with pytest.raises(InvalidArgument):
         id_hex("busybox")
+
+
+def test_reference_keeps_the_frozen_dataclass_behaviour():
+    ref = Reference("quay.io", "a/b", "1")
+    assert repr(ref) == "Reference(domain='quay.io', path='a/b', tag='1', digest=None)"
+    assert ref == Reference("quay.io", "a/b", tag="1") and ref != Reference("quay.io", "a/b")
+    assert hash(ref) == hash(Reference("quay.io", "a/b", "1"))
+    assert ref != ("quay.io", "a/b", "1", None)
+    for attr in ("tag", "extra"):
+        with pytest.raises(AttributeError):
+            setattr(ref, attr, "2")
+    with pytest.raises(AttributeError):
+        del ref.tag
+    import copy
+    import pickle
+
+    assert copy.deepcopy(ref) == ref and pickle.loads(pickle.dumps(ref)) == ref
