@@ -33,11 +33,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import AlreadyExists, ContainerStateError, InvalidArgument, KpodError, NetworkError, NotFound
 from .fileutil import write_atomic
+from .lazyre import lazy
 from .log import getLogger
 
 if TYPE_CHECKING:
@@ -47,9 +47,9 @@ log = getLogger(__name__)
 
 STATE_FILE = "network.json"
 PROTOCOLS = ("tcp", "udp", "sctp")
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")
-NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+MAC_RE = lazy(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+HOSTNAME_RE = lazy(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")
+NETWORK_NAME_RE = lazy(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 #: namespaces a pod can share, and the default
 POD_SHARES = ("net", "ipc", "uts", "pid")
 DEFAULT_POD_SHARE = ("net", "ipc", "uts")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal as _signal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +32,8 @@ def signal_number(sig: int | str) -> int:
         return int(s)
     if not s.startswith("SIG"):
         s = "SIG" + s
+    import signal as _signal  # (not at import: its enums cost half a millisecond of every command)
+
     if s.startswith("SIGRTMIN+") or s.startswith("SIGRTMAX-"):
         base, off = s[:8], int(s[9:])
         return (_signal.SIGRTMIN + off) if base == "SIGRTMIN" else (_signal.SIGRTMAX - off)
