@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import pluggy
 
 from libpod_core.errors import AlreadyExists, InvalidArgument, KpodError, NetworkError, NotFound
+from libpod_core.lazyre import lazy
 from libpod_core.log import getLogger
 
 from . import netns as _netns
@@ -53,7 +54,7 @@ hookimpl = pluggy.HookimplMarker("kpod")
 log = getLogger(__name__)
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # CNI_CONTAINERID (spec 1.0)
+CONTAINER_ID_RE = lazy(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # CNI_CONTAINERID (spec 1.0)
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ _ERROR_CODES = {
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    import signal
     import subprocess
 
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
 from contextlib import contextmanager
 
 CLONE_NEWNET = 0x40000000
@@ -119,6 +118,7 @@ def _dir_lock(directory: str):
 
 def _lo_up() -> None:
     import socket
+    import struct  # (here: every create imports this module, few make a namespace)
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = struct.pack("16sH22x", b"lo", 0)

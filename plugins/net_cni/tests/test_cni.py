@@ -1188,3 +1188,15 @@ for _ in range(20):
         import time; time.sleep(0.1)
 print(".".join(str(b) for b in data[-4:]))
 """
+
+
+def test_network_id_is_sha256_of_the_name():
+    from kpod_net_cni.networks import Network, Scan, network_id
+
+    assert network_id("podman") == hashlib.sha256(b"podman").hexdigest()
+    n = Network("a", "/f", {"plugins": []})
+    assert n == Network("a", "/f", {"plugins": []}) and n != Network("b", "/f", {"plugins": []})
+    assert repr(n) == "Network(name='a', file='/f', conflist={'plugins': []})"
+    assert Scan() == Scan() and Scan().networks is not Scan().networks
+    with pytest.raises(TypeError):
+        hash(n)
