@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import socket
 
 from .errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, RuntimeFailure
+from .plain import FRESH
 
 #: how long to wait for conmon's first line on the sync pipe
 SYNC_TIMEOUT = 60.0
@@ -33,33 +34,57 @@ STREAM_STDOUT = 2
 STREAM_STDERR = 3
 
 
-@dataclass
 class ConmonOptions:
-    """Everything conmon needs for one container (see docs/notes-conmon.md)."""
+    """Everything conmon needs for one container (see docs/notes-conmon.md).
 
-    conmon_path: str
-    container_id: str
-    name: str
-    runtime_path: str
-    runtime_args: Sequence[str]
-    bundle: str                      #: dir with config.json; conmon puts attach, ctl, winsz here
-    pid_file: str                    #: the runtime's --pid-file (container init PID)
-    conmon_pid_file: str             #: the monitor's PID
-    log_path: str                    #: k8s-file log
-    exit_dir: str                    #: exit code lands in EXIT_DIR/<container ID>
-    persist_dir: str                 #: also gets exit and oom files
-    socket_dir: str                  #: conmon's short-path symlinks to the bundles (attach socket: BUNDLE/attach)
-    exit_command: Sequence[str] = ()  #: argv; [0] must be absolute (execv)
-    tty: bool = False
-    stdin: bool = False
-    log_level: str = "warning"
-    log_size_max: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    #: descriptors conmon inherits and keeps open until the container exits (the published
-    #: host ports' sockets): conmon 2.1 notes every descriptor open at its start and closes
-    #: them only before writing the exit file; its exit command and runc/crun's container
-    #: process do not get them (both close descriptors above 2 before exec)
-    extra_fds: Sequence[int] = ()
+    (A plain class, not a dataclass: ``run`` builds it in every process, and the dataclass
+    machinery costs start-up time.)"""
+
+    def __init__(
+        self,
+        conmon_path: str,
+        container_id: str,
+        name: str,
+        runtime_path: str,
+        runtime_args: Sequence[str],
+        bundle: str,                      #: dir with config.json; conmon puts attach, ctl, winsz here
+        pid_file: str,                    #: the runtime's --pid-file (container init PID)
+        conmon_pid_file: str,             #: the monitor's PID
+        log_path: str,                    #: k8s-file log
+        exit_dir: str,                    #: exit code lands in EXIT_DIR/<container ID>
+        persist_dir: str,                 #: also gets exit and oom files
+        socket_dir: str,                  #: conmon's short-path symlinks to the bundles (attach socket: BUNDLE/attach)
+        exit_command: Sequence[str] = (),  #: argv; [0] must be absolute (execv)
+        tty: bool = False,
+        stdin: bool = False,
+        log_level: str = "warning",
+        log_size_max: int | None = None,
+        env: dict[str, str] = FRESH,
+        #: descriptors conmon inherits and keeps open until the container exits (the published
+        #: host ports' sockets): conmon 2.1 notes every descriptor open at its start and closes
+        #: them only before writing the exit file; its exit command and runc/crun's container
+        #: process do not get them (both close descriptors above 2 before exec)
+        extra_fds: Sequence[int] = (),
+    ) -> None:
+        self.conmon_path = conmon_path
+        self.container_id = container_id
+        self.name = name
+        self.runtime_path = runtime_path
+        self.runtime_args = runtime_args
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.conmon_pid_file = conmon_pid_file
+        self.log_path = log_path
+        self.exit_dir = exit_dir
+        self.persist_dir = persist_dir
+        self.socket_dir = socket_dir
+        self.exit_command = exit_command
+        self.tty = tty
+        self.stdin = stdin
+        self.log_level = log_level
+        self.log_size_max = log_size_max
+        self.env = {} if env is FRESH else env
+        self.extra_fds = extra_fds
 
     def argv(self) -> list[str]:
         cid = self.container_id
@@ -132,6 +157,18 @@ def _read_line(fd: int, timeout: float) -> bytes:
             return bytes(buf)
 
 
+def _stderr_file(directory: str):
+    """An unnamed file in *directory* for conmon's stderr (O_TMPFILE: nothing to clean up;
+    the tempfile module, which does the same, costs 3 ms of imports in every ``run``)."""
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except (OSError, AttributeError):  # a filesystem without O_TMPFILE
+        import tempfile
+
+        return tempfile.TemporaryFile(dir=directory)
+    return open(fd, "w+b")
+
+
 def spawn(opts: ConmonOptions) -> tuple[int, int]:
     """Start conmon for a created (not started) container.
 
@@ -145,7 +182,7 @@ def spawn(opts: ConmonOptions) -> tuple[int, int]:
     env["_OCI_SYNCPIPE"] = str(sync_w)
     env["_OCI_STARTPIPE"] = str(start_r)
     try:
-        with tempfile.TemporaryFile() as err:
+        with _stderr_file(opts.bundle) as err:
             try:
                 # conmon writes some files (an "oom" marker) to its working directory: the bundle
                 proc = subprocess.Popen(opts.argv(), pass_fds=(sync_w, start_r, *opts.extra_fds), env=env,
@@ -254,10 +291,19 @@ def attach_link(socket_dir: str, cuuid: str) -> str:
     return link[:-1] if len(link.encode()) == 107 else link
 
 
+def _socket():
+    """The socket module, imported when attaching (2 ms of imports a ``run`` without attach
+    does not need)."""
+    import socket
+
+    return socket
+
+
 def connect_attach(path: str, timeout: float = 10.0) -> socket.socket:
     """Connect to a conmon attach socket (SOCK_SEQPACKET), whatever the path's length.
 
     conmon makes the socket's directory as well as the socket: until both are there, retry."""
+    socket = _socket()
     deadline = time.monotonic() + timeout
     while True:
         fd = None
@@ -342,7 +388,7 @@ def relay(sock, *, in_fd: int | None, out_fd: int, err_fd: int, detach_keys: byt
             if not data:
                 stdin_open = False
                 try:
-                    sock.shutdown(socket.SHUT_WR)
+                    sock.shutdown(_socket().SHUT_WR)
                 except OSError:
                     pass
                 continue

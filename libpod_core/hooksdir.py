@@ -34,10 +34,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import ConfigError, KpodError
+from .plain import FRESH
 
 STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 VERSION = "1.0.0"
@@ -49,21 +49,40 @@ class HookError(ConfigError):
     """A hooks.d file is malformed."""
 
 
-@dataclass
 class HookFile:
-    """One parsed hooks.d file."""
+    """One parsed hooks.d file.
 
-    path: str
-    hook: dict[str, Any]
-    stages: list[str]
-    always: bool | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
-    commands: list[str] = field(default_factory=list)
-    has_bind_mounts: bool | None = None
-    #: 0.1.0 (legacy) files inject when *any* condition matches
-    any_condition: bool = False
-    _ann_re: list[tuple[re.Pattern, re.Pattern]] = field(default_factory=list, repr=False)
-    _cmd_re: list[re.Pattern] = field(default_factory=list, repr=False)
+    (A plain class with what ``@dataclass`` generated — init, repr, eq — because ``run``
+    imports this module and the dataclass machinery costs start-up time in every process.)"""
+
+    __hash__ = None  # type: ignore[assignment]
+    _FIELDS = ("path", "hook", "stages", "always", "annotations", "commands", "has_bind_mounts",
+               "any_condition", "_ann_re", "_cmd_re")
+
+    def __init__(self, path: str, hook: dict[str, Any], stages: list[str], always: bool | None = None,
+                 annotations: dict[str, str] = FRESH, commands: list[str] = FRESH,
+                 has_bind_mounts: bool | None = None, any_condition: bool = False,
+                 _ann_re: list[tuple[re.Pattern, re.Pattern]] = FRESH, _cmd_re: list[re.Pattern] = FRESH) -> None:
+        self.path = path
+        self.hook = hook
+        self.stages = stages
+        self.always = always
+        self.annotations = {} if annotations is FRESH else annotations
+        self.commands = [] if commands is FRESH else commands
+        self.has_bind_mounts = has_bind_mounts
+        #: 0.1.0 (legacy) files inject when *any* condition matches
+        self.any_condition = any_condition
+        self._ann_re = [] if _ann_re is FRESH else _ann_re
+        self._cmd_re = [] if _cmd_re is FRESH else _cmd_re
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS if not f.startswith("_"))
+        return f"{self.__class__.__qualname__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
+        return NotImplemented
 
     @property
     def name(self) -> str:
