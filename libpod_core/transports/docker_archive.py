@@ -60,6 +60,7 @@ from ..manifest import (
     MAX_MANIFEST_SIZE,
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER,
+    MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_DOCKER_MANIFEST,
     FORMAT_V2S2,
     Descriptor,
@@ -533,8 +534,9 @@ def _transport() -> DockerArchiveTransport:
 class _Layer:
     member: str
     diff_id: str
-    size: int
+    size: int          #: of the blob the manifest lists (the member itself when digest is its own)
     compression: str
+    digest: str        #: the member's own digest (a gzip member), else the diff ID
 
 
 class DockerArchiveSource(ImageSource):
@@ -579,7 +581,20 @@ class DockerArchiveSource(ImageSource):
             member = safe_member_name(path, f"layer {i}", self._where)
             f, size = tar.open(member, f"layer {i}")
             kind = detect_compression(f.read(8))
-            if kind != "none":
+            digest = diff_id
+            if kind == "gzip":
+                # Listed as the gzip blob it is (hashing it is cheaper than inflating it to
+                # learn its size): a store keeps the blob, and a push of the image later
+                # sends it without compressing the layer again. The store checks the diff ID.
+                f, size = tar.open(member, f"layer {i}")
+                h = hashlib.sha256()
+                while True:
+                    chunk = f.read(CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                digest = "sha256:" + h.hexdigest()
+            elif kind != "none":  # zstd: a v2s2 manifest cannot list it; inflated to learn its size
                 f, _ = tar.open(member, f"layer {i}")
                 size = 0
                 try:
@@ -591,12 +606,13 @@ class DockerArchiveSource(ImageSource):
                         size += len(chunk)
                 except InvalidLayer as exc:
                     raise InvalidLayer(f"{self._where}: layer {i} ({path!r}): {exc.message}") from None
-            layers.append(_Layer(member, diff_id, size, kind))
+            layers.append(_Layer(member, diff_id, size, kind, digest))
         self._config = config
         self._config_digest = digest_bytes(config)
         self._layers = layers
         cfg_desc = Descriptor(MEDIA_TYPE_DOCKER_CONFIG, self._config_digest, len(config))
-        layer_descs = [Descriptor(MEDIA_TYPE_DOCKER_LAYER, l.diff_id, l.size) for l in layers]
+        layer_descs = [Descriptor(MEDIA_TYPE_DOCKER_LAYER_GZIP if l.digest != l.diff_id else MEDIA_TYPE_DOCKER_LAYER,
+                                  l.digest, l.size) for l in layers]
         self._manifest = build_manifest(cfg_desc, layer_descs, FORMAT_V2S2)
 
     def get_manifest(self, instance_digest: str | None = None) -> tuple[bytes, str | None]:
@@ -610,16 +626,19 @@ class DockerArchiveSource(ImageSource):
         if digest == self._config_digest:
             return io.BytesIO(self._config), len(self._config)
         for i, l in enumerate(self._layers):
-            if l.diff_id == digest:
+            if l.digest == digest:  # the blob the manifest lists: a gzip member as it is
                 f, _ = self.reader.tar.open(l.member, f"layer {i}")
-                if l.compression != "none":
+                if l.compression != "none" and l.digest == l.diff_id:
                     return open_decompressed(f, compression=l.compression), l.size
                 return f, l.size
+            if l.diff_id == digest:  # a gzip member's content
+                f, _ = self.reader.tar.open(l.member, f"layer {i}")
+                return open_decompressed(f, compression=l.compression), None
         raise NotFound(f"{self._where}: blob {digest} is not part of this image")
 
     def has_blob(self, digest: str) -> bool:
         self._prepare()
-        return digest == self._config_digest or any(l.diff_id == digest for l in self._layers)
+        return digest == self._config_digest or any(digest in (l.digest, l.diff_id) for l in self._layers)
 
     def close(self) -> None:
         if self._own and self.reader is not None:

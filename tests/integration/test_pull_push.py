@@ -192,3 +192,55 @@ def test_pull_killed_midway_then_completes(kp, reg, tmp_path):
     assert kp("images", "-qa").stdout.strip() == ""
     assert kp("pull", "-q", f"{reg.addr}/big/img:1").stdout.split() == [iid]
     assert kp("system", "check").stdout.strip() == "No problems found"
+
+
+def _gzip_layers_archive(kp, tmp_path, name, corrupt=False):
+    """busybox saved by kpod as a docker-archive, its layer file then gzipped (as skopeo and
+    older docker versions write them); with *corrupt*, bytes in the middle are damaged."""
+    import gzip
+    import tarfile
+
+    plain = tmp_path / f"{name}-plain.tar"
+    kp("save", "-o", str(plain), "busybox")
+    work = tmp_path / name
+    work.mkdir()
+    with tarfile.open(plain) as tf:
+        tf.extractall(work, filter="fully_trusted")
+    manifest = json.loads((work / "manifest.json").read_text())
+    layer = work / manifest[0]["Layers"][0]
+    gz = gzip.compress(layer.read_bytes(), mtime=0)
+    if corrupt:
+        gz = gz[: len(gz) // 2] + bytes(64) + gz[len(gz) // 2 + 64:]
+    layer.write_bytes(gz)
+    manifest[0]["RepoTags"] = [f"example.com/{name}:1"]
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / f"{name}.tar"
+    subprocess.run(["tar", "-cf", str(out), "-C", str(work), "."], check=True)
+    return out, "sha256:" + hashlib.sha256(gz).hexdigest()
+
+
+def test_loaded_gzip_layer_is_kept_and_pushed_as_it_is(kp, reg, tmp_path):
+    iid = kp("images", "--no-trunc", "-q").stdout.strip()
+    archive, gz_digest = _gzip_layers_archive(kp, tmp_path, "gz")
+    kp("rmi", "-a")
+    kp("load", "-q", "-i", str(archive))
+    assert kp("images", "--no-trunc", "-q").stdout.split() == [iid]  # the same config, so the same ID
+    blobs = glob.glob(os.path.join(kp.graphroot, "layer-cache", "*", "*.blob"))
+    assert len(blobs) == 1
+    with open(blobs[0], "rb") as f:
+        assert "sha256:" + hashlib.file_digest(f, "sha256").hexdigest() == gz_digest
+    kp("push", "example.com/gz:1", f"{reg.addr}/kept/gz:1")
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.addr}/kept/gz:1"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert [l["digest"] for l in raw["layers"]] == [gz_digest]  # sent as it was loaded, not recompressed
+    kp("rmi", "-a")
+    assert kp("pull", "-q", f"{reg.addr}/kept/gz:1").stdout.split() == [iid]
+
+
+def test_load_of_a_corrupt_gzip_layer_leaves_the_store_unchanged(kp, tmp_path):
+    archive, _ = _gzip_layers_archive(kp, tmp_path, "bad", corrupt=True)
+    kp("rmi", "-a")  # (else the stored layer with the same diff ID would be reused, unread)
+    assert_one_error_line(kp("load", "-i", str(archive), check=False), 125)
+    assert kp("images", "-a", "-q").stdout.strip() == ""
+    assert layer_count(kp) == 0
+    assert kp("system", "check").stdout.strip() == "No problems found"
