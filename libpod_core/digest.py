@@ -534,14 +534,16 @@ class ReadAhead(io.RawIOBase):
 
     Layer pipelines put the network read, digest checks, decompression and the layer-cache
     compression (which release the GIL) on one core while the caller extracts files on the
-    other. An exception in the reader thread is raised by the next :meth:`read`.
+    other. An exception in the reader thread is raised by the next :meth:`read`. With
+    *close_inner*, :meth:`close` closes *inner* once the thread has stopped.
     """
 
-    def __init__(self, inner, chunk: int = CHUNK_SIZE, depth: int = 8) -> None:
+    def __init__(self, inner, chunk: int = CHUNK_SIZE, depth: int = 8, *, close_inner: bool = False) -> None:
         import queue
         import threading
 
         self._inner = inner
+        self._close_inner = close_inner
         self._q: "queue.Queue" = queue.Queue(maxsize=depth)
         self._buf = b""
         self._eof = False
@@ -600,6 +602,8 @@ class ReadAhead(io.RawIOBase):
                 self._q.get_nowait()
             except Exception:
                 self._thread.join(0.05)
+        if self._close_inner and not self.closed:
+            self._inner.close()
         super().close()
 
 

@@ -96,7 +96,10 @@ class StorageImageSource(ImageSource):
         row = self.by_diff.get(digest)
         if row is None:
             raise NotFound(f"blob {digest} is not part of image {self.image.id[:12]}")
-        return self.store.layer_tar(row["id"]), row["size"]
+        from ..digest import ReadAhead
+
+        # inflating the cached tar on the other core while the caller hashes and writes it
+        return ReadAhead(self.store.layer_tar(row["id"]), close_inner=True), row["size"]
 
     def has_blob(self, digest: str) -> bool:
         return digest == self.config_digest or digest in self.by_diff

@@ -13,6 +13,7 @@ import zstandard
 from libpod_core.digest import (
     DigestReader,
     HashedTarStream,
+    ReadAhead,
     InvalidDigest,
     detect_compression,
     open_decompressed,
@@ -409,3 +410,13 @@ def test_hashed_tar_stream_passes_reader_errors_on():
             stream.digest  # noqa: B018 - the stream never completed
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("close_inner", [False, True])
+def test_read_ahead_closes_its_source_only_when_asked(close_inner):
+    payload = os.urandom(5 * (1 << 20))
+    inner = io.BytesIO(payload)
+    stream = ReadAhead(inner, close_inner=close_inner)
+    assert stream.read(10) == payload[:10]
+    stream.close()  # while the reader thread may still be blocked on a full queue
+    assert stream.closed and inner.closed == close_inner
