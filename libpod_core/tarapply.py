@@ -84,6 +84,10 @@ _RESOURCE_ERRNOS = {
     errno.ENFILE,
 }
 
+#: the largest pax extended header or GNU long name/link kpod reads (Go's archive/tar, which
+#: podman uses, has the same limit): tarfile would read any size into memory
+MAX_SPECIAL_HEADER = 1 << 20
+
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC
@@ -234,6 +238,60 @@ class _TarInfo(tarfile.TarInfo):
             tf._kpod_header_error = e
             raise
 
+    def _special_size(self, what: str) -> None:
+        if self.size > MAX_SPECIAL_HEADER:
+            raise InvalidLayer(f"invalid tar stream: a {what} of {self.size} bytes (the limit is {MAX_SPECIAL_HEADER})")
+
+    def _proc_gnulong(self, tf):
+        self._special_size("GNU long name or link")
+        return super()._proc_gnulong(tf)
+
+    def _proc_pax(self, tf):
+        """tarfile's pax header processing with the records parsed in linear time.
+
+        tarfile before Python 3.11.10 and 3.12.6 finds ``hdrcharset`` and GNU sparse records
+        with regular expressions that backtrack quadratically on a header holding a long run
+        of digits (CVE-2024-6232): a 20 kB header took 0.4 s, a 1 MB one would take
+        minutes. This follows the fixed version: a malformed record is an error."""
+        self._special_size("pax extended header")
+        buf = tf.fileobj.read(self._block(self.size))
+        pax_headers = tf.pax_headers if self.type == tarfile.XGLTYPE else tf.pax_headers.copy()
+        records = _pax_records(buf)
+        charset = next((v for k, v in records if k == b"hdrcharset"), None)
+        if charset is not None:
+            pax_headers["hdrcharset"] = charset.decode("utf-8")
+        encoding = tf.encoding if pax_headers.get("hdrcharset") == "BINARY" else "utf-8"
+        decode = self._decode_pax_field
+        for keyword, value in records:
+            keyword = decode(keyword, "utf-8", "utf-8", tf.errors)
+            if keyword in tarfile.PAX_NAME_FIELDS:
+                pax_headers[keyword] = decode(value, encoding, tf.encoding, tf.errors)
+            else:
+                pax_headers[keyword] = decode(value, "utf-8", "utf-8", tf.errors)
+        try:
+            nxt = self.fromtarfile(tf)
+        except tarfile.HeaderError as e:
+            raise tarfile.SubsequentHeaderError(str(e)) from None
+        if "GNU.sparse.map" in pax_headers:  # GNU sparse 0.1
+            self._proc_gnusparse_01(nxt, pax_headers)
+        elif "GNU.sparse.size" in pax_headers:  # GNU sparse 0.0: offset/numbytes record pairs
+            offsets = [v for k, v in records if k == b"GNU.sparse.offset"]
+            numbytes = [v for k, v in records if k == b"GNU.sparse.numbytes"]
+            if not all(v.isdigit() and len(v) <= 20 for v in offsets + numbytes):
+                raise InvalidLayer("invalid tar stream: a malformed GNU sparse map")
+            nxt.sparse = list(zip(map(int, offsets), map(int, numbytes)))
+        elif pax_headers.get("GNU.sparse.major") == "1" and pax_headers.get("GNU.sparse.minor") == "0":
+            self._proc_gnusparse_10(nxt, pax_headers, tf)
+        if self.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+            nxt._apply_pax_info(pax_headers, tf.encoding, tf.errors)
+            nxt.offset = self.offset
+            if "size" in pax_headers:  # the data (and so the next header) moved
+                offset = nxt.offset_data
+                if nxt.isreg() or nxt.type not in tarfile.SUPPORTED_TYPES:
+                    offset += nxt._block(nxt.size)
+                tf.offset = offset
+        return nxt
+
     @classmethod
     def frombuf(cls, buf, encoding, errors):
         if len(buf) != tarfile.BLOCKSIZE:
@@ -270,6 +328,29 @@ class _TarInfo(tarfile.TarInfo):
         if prefix and obj.type not in _GNU_TYPES:
             obj.name = prefix + "/" + obj.name
         return obj
+
+
+def _pax_records(buf: bytes) -> list[tuple[bytes, bytes]]:
+    """The ``(keyword, value)`` records of a pax extended header (``"%d %s=%s\\n"``, the
+    length counting the whole record), up to the NUL padding; a malformed record raises
+    :class:`InvalidLayer`. Linear in the header's size."""
+    records = []
+    pos, end = 0, len(buf)
+    while pos < end and buf[pos] != 0:
+        sp = buf.find(b" ", pos, pos + 21)
+        digits = buf[pos:sp] if sp > pos else b""
+        if not digits.isdigit():
+            raise InvalidLayer("invalid tar stream: a malformed pax extended header record")
+        length = int(digits)
+        nl = pos + length - 1  # where the record's newline must be
+        if length < 5 or nl >= end or nl <= sp or buf[nl] != 0x0A:
+            raise InvalidLayer("invalid tar stream: a malformed pax extended header record")
+        keyword, eq, value = buf[sp + 1 : nl].partition(b"=")
+        if not keyword or not eq:
+            raise InvalidLayer("invalid tar stream: a malformed pax extended header record")
+        records.append((keyword, value))
+        pos += length
+    return records
 
 
 def _clean(name: str, what: str = "entry") -> tuple[str, ...]:

@@ -755,3 +755,91 @@ def test_hashed_tar_stream_is_not_hashed_again(tmp_path, monkeypatch):
         stream.close()
     assert res.diff_id == sha(tar) and res.size == len(tar)
     assert (tmp_path / "d" / "etc" / "hosts").read_bytes() == b"127.0.0.1 localhost\n"
+
+
+# --------------------------------------------------------------------------------------
+# pax extended headers and GNU long names: parsed in linear time, bounded in size
+# --------------------------------------------------------------------------------------
+
+
+def _pax_block(records: bytes, type=tarfile.XHDTYPE) -> bytes:
+    ti = tarfile.TarInfo("././@PaxHeader")
+    ti.type, ti.size = type, len(records)
+    pad = -len(records) % tarfile.BLOCKSIZE
+    return ti.tobuf(tarfile.USTAR_FORMAT) + records + b"\0" * pad
+
+
+def _with_pax(records: bytes, name="f", data=b"x") -> bytes:
+    """A tar whose one file comes after a hand-made pax header holding *records*."""
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime = len(data), MTIME
+    body = ti.tobuf(tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+    return _pax_block(records) + body + b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _record(keyword: bytes, value: bytes) -> bytes:
+    rest = b" " + keyword + b"=" + value + b"\n"
+    n = len(rest) + 1
+    while len(str(n)) + len(rest) != n:
+        n += 1
+    return str(n).encode() + rest
+
+
+@pytest.mark.timeout(60)
+def test_pax_header_with_a_long_run_of_digits_is_parsed_in_linear_time(tmp_path):
+    # Python's own parser (before 3.11.10/3.12.6, CVE-2024-6232) searches this header with a
+    # backtracking regular expression: about 15 minutes for a 1 MB run of digits
+    tar = _with_pax(_record(b"comment", b"1" * 1_000_000) + _record(b"path", b"renamed"))
+    (tmp_path / "d").mkdir()
+    apply(tar, tmp_path / "d")
+    assert os.listdir(tmp_path / "d") == ["renamed"]
+
+
+def test_oversized_pax_header_and_gnu_long_name_are_refused(tmp_path):
+    (tmp_path / "d").mkdir()
+    big = _with_pax(_record(b"comment", b"x" * (1 << 20)))
+    with pytest.raises(InvalidLayer, match="pax extended header of .* bytes"):
+        apply(big, tmp_path / "d")
+    long_name = mktar([F("a/" * 600_000 + "f", b"x")], tarfile.GNU_FORMAT)
+    with pytest.raises(InvalidLayer, match="GNU long name or link of .* bytes"):
+        apply(long_name, tmp_path / "d")
+    assert os.listdir(tmp_path / "d") == []
+
+
+@pytest.mark.parametrize("records", [
+    b"x",                               # no length
+    b"10 path=abc",                     # no newline where the length says
+    b"9 path\n",                        # no "="
+    b"4 =\n",                           # shorter than any record
+    b"99999 path=a\n",                  # past the header's end
+    b"12 path=abc\n" + b"7 =x=y\n",     # an empty keyword
+    b"-5 p=\n",                         # not a number
+])
+def test_malformed_pax_records_are_refused(tmp_path, records):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(InvalidLayer, match="malformed pax"):
+        apply(_with_pax(records), tmp_path / "d")
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_pax_headers_read_as_tarfile_reads_them():
+    from libpod_core.tarapply import _TarInfo
+
+    raw_name = b"caf\xe9/x"
+    cases = [
+        mktar([F("a" * 200 + "/f", b"data", pax={"mtime": "1600000000.25", "SCHILY.xattr.user.k": "v",
+                                                  "uname": "someone", "gname": "group", "uid": "70000"}),
+               S("link", "t" * 300)]),
+        _with_pax(_record(b"hdrcharset", b"BINARY") + _record(b"path", raw_name)),
+        _with_pax(_record(b"size", b"1"), data=b"y"),
+        _pax_block(_record(b"comment", b"global") + _record(b"uname", b"g"), tarfile.XGLTYPE)
+        + _with_pax(_record(b"gid", b"42")),
+    ]
+    attrs = ("name", "linkname", "size", "mtime", "uid", "gid", "uname", "gname", "type", "pax_headers", "offset",
+             "offset_data")
+    for tar in cases:
+        with tarfile.open(fileobj=io.BytesIO(tar), encoding="utf-8", errors="surrogateescape") as want, \
+                tarfile.open(fileobj=io.BytesIO(tar), tarinfo=_TarInfo, encoding="utf-8", errors="surrogateescape") as got:
+            w = [[getattr(m, a) for a in attrs] for m in want.getmembers()]
+            g = [[getattr(m, a) for a in attrs] for m in got.getmembers()]
+        assert g == w and w
