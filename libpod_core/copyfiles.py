@@ -457,8 +457,10 @@ def extract_tar(stream: IO[bytes], root: SafeRoot, dest: str, *, chown: tuple[in
             raise CopyError(f"destination {dest!r} is not a directory")
     finally:
         os.close(dfd)
+    from .tarapply import SafeTarInfo
+
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|*", encoding="utf-8", errors="surrogateescape")
+        tf = tarfile.open(fileobj=stream, mode="r|*", encoding="utf-8", errors="surrogateescape", tarinfo=SafeTarInfo)
     except tarfile.ReadError as exc:
         raise CopyError(f"invalid tar stream: {exc}") from None
     count = 0

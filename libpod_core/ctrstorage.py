@@ -133,7 +133,9 @@ def changes_json(changes: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 def _filter_init_files(src, dst) -> None:
     """Copy the layer tar *src* to *dst* without the runtime's empty mount-point files."""
-    with tarfile.open(fileobj=src, mode="r|", encoding="utf-8", errors="surrogateescape") as tin, \
+    from .tarapply import SafeTarInfo
+
+    with tarfile.open(fileobj=src, mode="r|", encoding="utf-8", errors="surrogateescape", tarinfo=SafeTarInfo) as tin, \
             tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
                          errors="surrogateescape") as tout:
         for ti in tin:

@@ -431,7 +431,9 @@ def archive_format(path: str) -> str:
     from .errors import ImageError
 
     try:
-        with tarfile.open(path, "r:*") as tf:
+        from .tarapply import SafeTarInfo
+
+        with tarfile.open(path, "r:*", tarinfo=SafeTarInfo) as tf:
             names = set()
             for member in tf:
                 names.add(member.name.lstrip("./"))
@@ -449,7 +451,9 @@ def _oci_ref_names(path: str) -> list[str]:
 
     from .errors import ImageError
 
-    with tarfile.open(path, "r:*") as tf:
+    from .tarapply import SafeTarInfo
+
+    with tarfile.open(path, "r:*", tarinfo=SafeTarInfo) as tf:
         try:
             member = tf.getmember("index.json")
         except KeyError:

@@ -64,6 +64,7 @@ __all__ = [
     "WHITEOUT_OPAQUE",
     "OVERLAY_OPAQUE_XATTR",
     "WHITEOUT_FORMATS",
+    "SafeTarInfo",
 ]
 
 WHITEOUT_PREFIX = ".wh."
@@ -328,6 +329,11 @@ class _TarInfo(tarfile.TarInfo):
         if prefix and obj.type not in _GNU_TYPES:
             obj.name = prefix + "/" + obj.name
         return obj
+
+
+#: tarfile's TarInfo made safe for untrusted archives (pass as ``tarfile.open(tarinfo=...)``):
+#: pax headers parsed in linear time, special headers capped at MAX_SPECIAL_HEADER
+SafeTarInfo = _TarInfo
 
 
 def _pax_records(buf: bytes) -> list[tuple[bytes, bytes]]:

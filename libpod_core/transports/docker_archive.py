@@ -220,8 +220,10 @@ class TarIndex:
         entries: dict[str, _Entry] = {}
         if self._size == 0:
             raise TransportError(f"{self.where}: the archive is empty")
+        from ..tarapply import SafeTarInfo
+
         try:
-            tf = tarfile.open(fileobj=self._f, mode="r:")
+            tf = tarfile.open(fileobj=self._f, mode="r:", tarinfo=SafeTarInfo)
             for ti in tf:
                 name = _normalize_member(ti.name)
                 if ti.isreg():

@@ -164,3 +164,30 @@ def test_save_errors(kpod, tmp_path):
     assert_one_error_line(kpod("save", "--format", "oci-dir", "nope", check=False), 125, "needs --output")
     assert not os.path.exists(tmp_path / "x.tar")
     assert_one_error_line(kpod("load", "-i", str(tmp_path / "missing.tar"), check=False), 125, "no such file")
+
+
+@pytest.mark.timeout(120)
+def test_archive_with_a_hostile_pax_header_loads_without_delay(kpod, tmp_path, two_images):
+    """A pax header holding a 1 MB run of digits: Python's own tar reader (before 3.11.10 and
+    3.12.6, CVE-2024-6232) takes about 15 minutes over it; kpod reads it at once. One over
+    1 MiB is refused."""
+    import tarfile
+
+    _, archive = two_images
+
+    def repack(out, comment):
+        with tarfile.open(archive) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+            for i, ti in enumerate(src.getmembers()):
+                if i == 0:
+                    ti.pax_headers = {"comment": comment}
+                dst.addfile(ti, src.extractfile(ti) if ti.isreg() else None)
+
+    digits = tmp_path / "digits.tar"
+    repack(digits, "1" * 1_000_000)
+    kpod("load", "-q", "-i", str(digits))
+    assert kpod("images", "-q").stdout.split()
+    kpod("rmi", "-a", "-f")
+    huge = tmp_path / "huge.tar"
+    repack(huge, "x" * (1 << 20))
+    assert_one_error_line(kpod("load", "-i", str(huge), check=False), 125, "pax extended header")
+    assert kpod("images", "-q").stdout.strip() == ""
