@@ -498,8 +498,7 @@ class ImageStore:
                 raise
         import zstandard
 
-        # read_across_frames: a zstd blob kept as pulled may hold several frames
-        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True, read_across_frames=True)
+        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)  # (one frame: kpod's own)
 
     def layer_blob(self, row, compression: str) -> tuple[IO[bytes], str, int] | None:
         """The compressed blob layer *row* was pulled or loaded from, as ``(stream, digest,
