@@ -128,9 +128,19 @@ class _StreamBase(io.RawIOBase):
     """Common read()/readinto() plumbing; subclasses implement :meth:`_read`."""
 
     compression = "none"
+    #: closed with the stream (``open_decompressed(..., close_source=True)``)
+    _owned = None
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        owned, self._owned = self._owned, None
+        try:
+            if owned is not None:
+                owned.close()
+        finally:
+            super().close()
 
     def _read(self, n: int) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -403,22 +413,32 @@ def sniff_compression(fileobj) -> tuple[str, "_Source"]:
     return detect_compression(prefix), _Source(prefix, fileobj)
 
 
-def open_decompressed(fileobj, *, compression: str | None = None):
+def open_decompressed(fileobj, *, compression: str | None = None, close_source: bool = False):
     """Return a readable binary stream of *fileobj*'s decompressed content.
 
     The compression is detected from the magic bytes unless *compression* (``'gzip'``,
     ``'zstd'`` or ``'none'``) is given. The returned object has ``read(n)``/``readinto()``
     and a ``compression`` attribute; it returns ``b''`` only at the real end of the input.
+    With *close_source*, closing it closes *fileobj* (also when this call fails).
     """
-    detected, src = sniff_compression(fileobj)
-    kind = compression or detected
-    if kind == "gzip":
-        return _GzipStream(src)
-    if kind == "zstd":
-        return _ZstdStream(src)
-    if kind == "none":
-        return _PlainStream(src)
-    raise InvalidArgument(f"unsupported compression {kind!r}")
+    try:
+        detected, src = sniff_compression(fileobj)
+        kind = compression or detected
+        if kind == "gzip":
+            stream: _StreamBase = _GzipStream(src)
+        elif kind == "zstd":
+            stream = _ZstdStream(src)
+        elif kind == "none":
+            stream = _PlainStream(src)
+        else:
+            raise InvalidArgument(f"unsupported compression {kind!r}")
+    except BaseException:
+        if close_source:
+            fileobj.close()
+        raise
+    if close_source:
+        stream._owned = fileobj
+    return stream
 
 
 # --------------------------------------------------------------------------------------

@@ -212,32 +212,6 @@ class _TeeReader:
         return True
 
 
-class _ClosingReader:
-    """Reads *inner*; closing it closes *f* too (a decompressing reader of an open file)."""
-
-    def __init__(self, inner, f) -> None:
-        self._inner = inner
-        self._f = f
-
-    def read(self, n: int = -1) -> bytes:
-        return self._inner.read(n)
-
-    def readinto(self, b) -> int:
-        return self._inner.readinto(b)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def _event(status: str, image_id: str, name: str, config) -> None:
     """Record an image event (:mod:`libpod_core.events`; never fails)."""
     from ..events import image as record
@@ -491,11 +465,7 @@ class ImageStore:
                 raise StorageError(f"layer {layer_id}: its tar stream is missing from the layer cache ({path})") from None
             from ..digest import open_decompressed
 
-            try:
-                return _ClosingReader(open_decompressed(f), f)
-            except BaseException:
-                f.close()
-                raise
+            return open_decompressed(f, close_source=True)
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)  # (one frame: kpod's own)

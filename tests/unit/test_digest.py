@@ -420,3 +420,16 @@ def test_read_ahead_closes_its_source_only_when_asked(close_inner):
     assert stream.read(10) == payload[:10]
     stream.close()  # while the reader thread may still be blocked on a full queue
     assert stream.closed and inner.closed == close_inner
+
+
+@pytest.mark.parametrize("close_source", [False, True])
+def test_open_decompressed_closes_its_source_only_when_asked(close_source):
+    src = io.BytesIO(gzip.compress(b"payload"))
+    stream = open_decompressed(src, close_source=close_source)
+    assert read_all(stream) == b"payload"
+    stream.close()
+    assert src.closed == close_source
+    bad = io.BytesIO(b"\x1f\x8b")
+    with pytest.raises(InvalidArgument):
+        open_decompressed(bad, compression="lz4", close_source=True)
+    assert bad.closed
