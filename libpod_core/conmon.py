@@ -291,19 +291,12 @@ def attach_link(socket_dir: str, cuuid: str) -> str:
     return link[:-1] if len(link.encode()) == 107 else link
 
 
-def _socket():
-    """The socket module, imported when attaching (2 ms of imports a ``run`` without attach
-    does not need)."""
-    import socket
-
-    return socket
-
-
 def connect_attach(path: str, timeout: float = 10.0) -> socket.socket:
     """Connect to a conmon attach socket (SOCK_SEQPACKET), whatever the path's length.
 
     conmon makes the socket's directory as well as the socket: until both are there, retry."""
-    socket = _socket()
+    import socket  # (here, not at import: 2 ms that create and run -d do not need)
+
     deadline = time.monotonic() + timeout
     while True:
         fd = None
@@ -364,6 +357,8 @@ def relay(sock, *, in_fd: int | None, out_fd: int, err_fd: int, detach_keys: byt
     """Copy *in_fd* to an attach socket and the socket's stdout/stderr packets to *out_fd*
     and *err_fd* until the stream ends (True) or the user types *detach_keys* on a
     terminal (False). Used by ``attach``/``start -a``/``run`` and by ``exec``."""
+    import socket  # (loaded already: *sock* is one)
+
     held = b""
     stdin_open = in_fd is not None
     while True:
@@ -388,7 +383,7 @@ def relay(sock, *, in_fd: int | None, out_fd: int, err_fd: int, detach_keys: byt
             if not data:
                 stdin_open = False
                 try:
-                    sock.shutdown(_socket().SHUT_WR)
+                    sock.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
                 continue
