@@ -226,10 +226,12 @@ def _string(field: bytes, encoding: str, errors: str) -> str:
     return field.decode(encoding, errors)
 
 
-class _TarInfo(tarfile.TarInfo):
-    """tarfile's TarInfo with a faster header decoder for the common ustar case (anything
-    unusual goes to tarfile's own), recording why tarfile stopped reading (it silently
-    ends the archive on a bad header that is not the first)."""
+class SafeTarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo for untrusted archives (``tarfile.open(tarinfo=SafeTarInfo)``): pax
+    headers parsed in linear time, pax headers and GNU long names capped at
+    MAX_SPECIAL_HEADER, a faster header decoder for the common ustar case (anything unusual
+    goes to tarfile's own), and a record of why tarfile stopped reading (it silently ends
+    the archive on a bad header that is not the first)."""
 
     @classmethod
     def fromtarfile(cls, tf):
@@ -329,11 +331,6 @@ class _TarInfo(tarfile.TarInfo):
         if prefix and obj.type not in _GNU_TYPES:
             obj.name = prefix + "/" + obj.name
         return obj
-
-
-#: tarfile's TarInfo made safe for untrusted archives (pass as ``tarfile.open(tarinfo=...)``):
-#: pax headers parsed in linear time, special headers capped at MAX_SPECIAL_HEADER
-SafeTarInfo = _TarInfo
 
 
 def _pax_records(buf: bytes) -> list[tuple[bytes, bytes]]:
@@ -812,7 +809,7 @@ def apply_layer(
             tar = tarfile.open(
                 fileobj=src,
                 mode="r:",
-                tarinfo=_TarInfo,
+                tarinfo=SafeTarInfo,
                 encoding="utf-8",
                 errors="surrogateescape",
             )

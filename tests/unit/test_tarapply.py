@@ -231,7 +231,7 @@ def _header_variants():
 
 
 def test_fast_header_decoder_matches_tarfile():
-    from libpod_core.tarapply import _TarInfo
+    from libpod_core.tarapply import SafeTarInfo
 
     attrs = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname",
              "uname", "gname", "devmajor", "devminor")
@@ -240,16 +240,16 @@ def test_fast_header_decoder_matches_tarfile():
             want = tarfile.TarInfo.frombuf(blk, "utf-8", "surrogateescape")
         except tarfile.HeaderError as e:
             with pytest.raises(type(e)):
-                _TarInfo.frombuf(blk, "utf-8", "surrogateescape")
+                SafeTarInfo.frombuf(blk, "utf-8", "surrogateescape")
             continue
-        got = _TarInfo.frombuf(blk, "utf-8", "surrogateescape")
+        got = SafeTarInfo.frombuf(blk, "utf-8", "surrogateescape")
         assert [getattr(got, a) for a in attrs] == [getattr(want, a) for a in attrs]
     bad = bytearray(_header_variants()[0])
     bad[0] ^= 1
     with pytest.raises(tarfile.InvalidHeaderError):
-        _TarInfo.frombuf(bytes(bad), "utf-8", "surrogateescape")
+        SafeTarInfo.frombuf(bytes(bad), "utf-8", "surrogateescape")
     with pytest.raises(tarfile.EOFHeaderError):
-        _TarInfo.frombuf(b"\0" * 512, "utf-8", "surrogateescape")
+        SafeTarInfo.frombuf(b"\0" * 512, "utf-8", "surrogateescape")
 
 
 def test_root_entry_applies_metadata(tmp_path):
@@ -823,7 +823,7 @@ def test_malformed_pax_records_are_refused(tmp_path, records):
 
 
 def test_pax_headers_read_as_tarfile_reads_them():
-    from libpod_core.tarapply import _TarInfo
+    from libpod_core.tarapply import SafeTarInfo
 
     raw_name = b"caf\xe9/x"
     cases = [
@@ -839,7 +839,7 @@ def test_pax_headers_read_as_tarfile_reads_them():
              "offset_data")
     for tar in cases:
         with tarfile.open(fileobj=io.BytesIO(tar), encoding="utf-8", errors="surrogateescape") as want, \
-                tarfile.open(fileobj=io.BytesIO(tar), tarinfo=_TarInfo, encoding="utf-8", errors="surrogateescape") as got:
+                tarfile.open(fileobj=io.BytesIO(tar), tarinfo=SafeTarInfo, encoding="utf-8", errors="surrogateescape") as got:
             w = [[getattr(m, a) for a in attrs] for m in want.getmembers()]
             g = [[getattr(m, a) for a in attrs] for m in got.getmembers()]
         assert g == w and w
